@@ -1,0 +1,26 @@
+# kvduel: the two commands in README.md are `make run` and `make test`.
+SWIFT ?= swift
+BIN := .build/release/kvduel
+ARGS ?=
+
+.PHONY: run test setup build bench clean
+
+run: setup build
+	$(BIN) $(ARGS)
+
+setup:
+	@bash scripts/setup.sh
+
+build:
+	$(SWIFT) build -c release --product kvduel
+
+# Tests run optimised: the golden tests run the real model, which is too slow unoptimised.
+test: setup
+	$(SWIFT) build -c release --build-tests
+	KVDUEL_REQUIRE_MODEL=$${KVDUEL_REQUIRE_MODEL:-1} $(SWIFT) test -c release --skip-build
+
+bench: setup build
+	$(BIN) bench engine
+
+clean:
+	rm -rf .build

@@ -1,0 +1,70 @@
+// swift-tools-version:6.0
+import PackageDescription
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Release builds enable AVX2/FMA when the build machine has them: without `-target-cpu`,
+/// Swift SIMD `addingProduct` lowers to scalar `fmaf` calls (see docs/ARCHITECTURE.md).
+func hostCPUFlags() -> [String] {
+    #if os(Linux) && arch(x86_64)
+    guard let info = try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8) else { return [] }
+    let flags = info.split(separator: "\n").first { $0.hasPrefix("flags") } ?? ""
+    let set = Set(flags.split(separator: " ").map(String.init))
+    return set.isSuperset(of: ["avx2", "fma", "f16c"]) ? ["-target-cpu", "haswell"] : []
+    #else
+    return []
+    #endif
+}
+
+let hot: [SwiftSetting] = [
+    .unsafeFlags(["-Ounchecked", "-wmo"] + hostCPUFlags(), .when(configuration: .release)),
+]
+
+let package = Package(
+    name: "kvduel",
+    platforms: [.macOS(.v14)],
+    products: [
+        .executable(name: "kvduel", targets: ["kvduel"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
+    ],
+    targets: [
+        // System-library shims. Only these two know about C libraries.
+        .systemLibrary(name: "CBLAS", path: "Sources/CBLAS"),
+        .systemLibrary(name: "CNCurses", path: "Sources/CNCurses",
+                       pkgConfig: "ncursesw",
+                       providers: [.apt(["libncursesw5-dev"]), .brew(["ncurses"])]),
+        .target(name: "CTerm", dependencies: ["CNCurses"], path: "Sources/CTerm"),
+
+        .target(name: "GGUF", swiftSettings: hot),
+        .target(name: "Tokenizer", dependencies: ["GGUF"], swiftSettings: hot),
+        .target(name: "Llama", dependencies: ["GGUF", "CBLAS"], swiftSettings: hot,
+                linkerSettings: [
+                    .linkedLibrary("openblas", .when(platforms: [.linux])),
+                    .linkedFramework("Accelerate", .when(platforms: [.macOS])),
+                ]),
+        .target(name: "KVCache", swiftSettings: hot),
+        .target(name: "Engine", dependencies: ["Llama", "Tokenizer", "KVCache"], swiftSettings: hot),
+        .target(name: "DuelCore", dependencies: ["Engine", "Yams"], swiftSettings: hot),
+        .target(name: "TerminalUI", dependencies: ["DuelCore", "CNCurses", "CTerm"], swiftSettings: hot),
+        .executableTarget(name: "kvduel", dependencies: [
+            "GGUF", "Tokenizer", "Llama", "KVCache", "Engine", "DuelCore", "TerminalUI",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        ], swiftSettings: hot),
+
+        .target(name: "TestSupport", dependencies: ["GGUF"], path: "Tests/TestSupport"),
+        .testTarget(name: "GGUFTests", dependencies: ["GGUF", "TestSupport"]),
+        .testTarget(name: "TokenizerTests", dependencies: ["Tokenizer", "GGUF", "TestSupport"],
+                    resources: [.copy("Fixtures")]),
+        .testTarget(name: "LlamaTests", dependencies: ["Llama", "GGUF", "Tokenizer", "TestSupport"],
+                    resources: [.copy("Fixtures")]),
+        .testTarget(name: "KVCacheTests", dependencies: ["KVCache"]),
+        .testTarget(name: "EngineTests", dependencies: ["Engine", "Llama", "KVCache", "TestSupport"]),
+        .testTarget(name: "DuelCoreTests", dependencies: ["DuelCore"]),
+        .testTarget(name: "TerminalUITests", dependencies: ["TerminalUI", "DuelCore"]),
+    ],
+    swiftLanguageModes: [.v5]
+)

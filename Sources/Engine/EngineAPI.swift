@@ -1,0 +1,122 @@
+// The contract both panes' engines implement. A request is an ordered list of segments, each
+// carrying its own token ids, so the cached and the baseline engine see exactly the same prompt.
+
+/// One part of a prompt: system prompt, a context document, an earlier turn, or the new question.
+public struct PromptSegment: Sendable, Hashable {
+    public enum Role: Sendable, Hashable {
+        case system
+        case document(id: String)
+        case history
+        case question
+    }
+    public var role: Role
+    public var tokens: [Int32]
+    public init(role: Role, tokens: [Int32]) {
+        self.role = role
+        self.tokens = tokens
+    }
+}
+
+public struct Sampling: Sendable, Hashable {
+    public var temperature: Float = 0   // 0 = greedy
+    public var topK: Int = 0            // 0 = off
+    public var topP: Float = 1          // 1 = off
+    public var seed: UInt64 = 0
+    public init(temperature: Float = 0, topK: Int = 0, topP: Float = 1, seed: UInt64 = 0) {
+        self.temperature = temperature
+        self.topK = topK
+        self.topP = topP
+        self.seed = seed
+    }
+    public static let greedy = Sampling()
+}
+
+public struct EngineRequest: Sendable {
+    public var segments: [PromptSegment]
+    public var maxTokens: Int
+    public var sampling: Sampling
+    public init(segments: [PromptSegment], maxTokens: Int, sampling: Sampling = .greedy) {
+        self.segments = segments
+        self.maxTokens = maxTokens
+        self.sampling = sampling
+    }
+    public var promptTokens: [Int32] { segments.flatMap(\.tokens) }
+}
+
+/// Per-request statistics. Every token of the prompt is counted in exactly one of
+/// `reusedExact`, `reusedBlended`, `recomputed`, `computedFresh`.
+public struct RequestStats: Sendable, Hashable {
+    public var promptTokens = 0
+    public var reusedExact = 0        // KV taken as is from a stored prefix (exact)
+    public var reusedBlended = 0      // KV taken from a stored segment, re-positioned, not recomputed
+    public var recomputed = 0         // tokens of reused segments recomputed (CacheBlend)
+    public var computedFresh = 0      // tokens with no stored KV, computed by prefill
+    public var generatedTokens = 0
+    public var ttftSeconds = 0.0
+    public var lookupSeconds = 0.0
+    public var loadSeconds = 0.0
+    public var prefillSeconds = 0.0
+    public var decodeSeconds = 0.0
+    public var kvBytesLive = 0        // KV bytes of the current context
+    public var storeBytesRAM = 0
+    public var storeBytesDisk = 0
+    public var evictions = 0
+    public var recomputeRatio = 0.0   // setting in force
+
+    public init() {}
+
+    /// Tokens whose KV was not computed for this request: exact plus blended (recomputed excluded).
+    public var reusedTokens: Int { reusedExact + reusedBlended }
+    /// hit rate = reused tokens / prompt tokens, in 0...1.
+    public var hitRate: Double { promptTokens == 0 ? 0 : Double(reusedTokens) / Double(promptTokens) }
+    public var decodeTokensPerSecond: Double {
+        decodeSeconds > 0 && generatedTokens > 1 ? Double(generatedTokens - 1) / decodeSeconds : 0
+    }
+}
+
+public enum EngineEvent: Sendable {
+    case started(promptTokens: Int)
+    case prefillProgress(done: Int, total: Int)
+    case firstToken(ttftSeconds: Double)
+    case token(id: Int32, text: String)
+    case finished(RequestStats)
+}
+
+public enum SegmentCacheState: Sendable, Hashable {
+    case cached
+    case partial(Double)   // fraction of tokens held
+    case notCached
+}
+
+public struct GenerationResult: Sendable {
+    public var tokens: [Int32]
+    public var text: String
+    public var stats: RequestStats
+    public init(tokens: [Int32], text: String, stats: RequestStats) {
+        self.tokens = tokens
+        self.text = text
+        self.stats = stats
+    }
+}
+
+/// Set from any thread to stop a generation early; the engine checks it between tokens.
+public final class CancelFlag: @unchecked Sendable {
+    private var value = false
+    public init() {}
+    public var isCancelled: Bool { value }
+    public func cancel() { value = true }
+}
+
+public protocol InferenceEngine: AnyObject {
+    /// "cached" or "baseline".
+    var label: String { get }
+    /// Runs one request on the calling thread, streaming events as they happen.
+    func generate(_ request: EngineRequest, cancel: CancelFlag?,
+                  onEvent: (EngineEvent) -> Void) throws -> GenerationResult
+    /// Back to cold: drop every cached KV and all statistics.
+    func reset()
+    /// Whether this engine would reuse a segment with these tokens.
+    func cacheState(of tokens: [Int32]) -> SegmentCacheState
+    /// Sum over all requests since the last reset.
+    var cumulative: RequestStats { get }
+}

@@ -1,0 +1,5 @@
+import XCTest
+
+final class DuelCorePlaceholderTests: XCTestCase {
+    func testModuleLoads() { XCTAssertTrue(true) }
+}
