@@ -8,10 +8,17 @@ import Glibc
 /// Swift SIMD `addingProduct` lowers to scalar `fmaf` calls (see docs/ARCHITECTURE.md).
 func hostCPUFlags() -> [String] {
     #if os(Linux) && arch(x86_64)
-    guard let info = try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8) else { return [] }
-    let flags = info.split(separator: "\n").first { $0.hasPrefix("flags") } ?? ""
-    let set = Set(flags.split(separator: " ").map(String.init))
-    return set.isSuperset(of: ["avx2", "fma", "f16c"]) ? ["-target-cpu", "haswell"] : []
+    // The manifest has no Foundation: read /proc/cpuinfo with stdio.
+    guard let f = fopen("/proc/cpuinfo", "r") else { return [] }
+    defer { fclose(f) }
+    var line = [CChar](repeating: 0, count: 8192)
+    while fgets(&line, Int32(line.count), f) != nil {
+        let s = String(cString: line)
+        guard s.hasPrefix("flags") else { continue }
+        let set = Set(s.split(whereSeparator: { $0 == " " || $0 == "\t" || $0 == "\n" }).map(String.init))
+        return set.isSuperset(of: ["avx2", "fma", "f16c"]) ? ["-target-cpu", "haswell"] : []
+    }
+    return []
     #else
     return []
     #endif

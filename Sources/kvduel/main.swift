@@ -1,1 +1,1 @@
-print("kvduel")
+print("kvduel: under construction")
