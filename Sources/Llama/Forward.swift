@@ -1,0 +1,225 @@
+import CBLAS
+import Foundation
+
+/// Runs the model for one engine: holds its thread budget. The model (weights) is shared.
+public final class LlamaContext: @unchecked Sendable {
+    public let model: LlamaModel
+    public var threads: Int
+    public var config: LlamaConfig { model.config }
+
+    private let scratch = Scratch()
+
+    public init(model: LlamaModel, threads: Int) {
+        self.model = model
+        self.threads = max(1, threads)
+        // BLAS stays single-threaded; we split each product across our own workers.
+        kvduel_blas_set_threads(1)
+    }
+
+    public enum LogitRows: Sendable { case none, last, all }
+
+    /// The transformer over a batch of tokens.
+    ///
+    /// `tokens[t]` sits at `positions[t]`. Its K/V go into `cache` at `slots[t]` (existing slots
+    /// are overwritten and relabelled), or at new slots appended to the cache when `slots` is nil.
+    /// Each query attends to every cache slot whose position is ≤ its own.
+    /// Returns logits [rows, V] for the rows asked for.
+    @discardableResult
+    public func forward(tokens: [Int32], positions: [Int32], cache: KVState, slots: [Int]? = nil,
+                        logits: LogitRows = .last) -> [Float] {
+        let c = config, w = model.weights
+        let T = tokens.count
+        precondition(T > 0 && positions.count == T)
+        let D = c.dim, KV = c.kvDim, F = c.ffnDim, Dh = c.headDim
+
+        // Slots this batch writes.
+        let slotIndex: [Int]
+        if let slots {
+            precondition(slots.count == T)
+            for t in 0..<T { cache.setSlot(slots[t], token: tokens[t], position: positions[t]) }
+            slotIndex = slots
+        } else {
+            slotIndex = Array(cache.append(tokens: tokens, positions: positions))
+        }
+
+        let buf = scratch.claim(T: T, config: c)
+        let x = buf.x, xn = buf.xn, q = buf.q, k = buf.k, v = buf.v   // [T,D] [T,D] [T,H·Dh] [T,KV] [T,KV]
+        let att = buf.att, tmp = buf.tmp, gate = buf.gate, up = buf.up // [T,D] [T,D] [T,F] [T,F]
+
+        let rope = RoPE(config: c)
+        let table = rope.table(positions: positions)                   // [T, ropeDim/2]
+        for t in 0..<T { w.embed(tokens[t], into: x + t * D) }
+
+        for l in 0..<c.layers {
+            let L = w.layers[l]
+            // ---- attention block ----
+            for t in 0..<T { Kernels.rmsnorm(x + t * D, L.attnNorm, xn + t * D, dim: D, eps: c.normEps) }
+            if T == 1 {
+                gemvMany(xn, dim: D, [(L.qq, q), (L.qk, k), (L.qv, v)])
+            } else {
+                Kernels.matmul(xn, rows: T, L.wq, q, threads: threads)
+                Kernels.matmul(xn, rows: T, L.wk, k, threads: threads)
+                Kernels.matmul(xn, rows: T, L.wv, v, threads: threads)
+            }
+            for t in 0..<T {
+                rope.apply(q + t * D, heads: c.heads, table: table, row: t)
+                rope.apply(k + t * KV, heads: c.kvHeads, table: table, row: t)
+                // K (rotated) and V into the cache.
+                cache.write(layer: l, slot: slotIndex[t], k: k + t * KV, v: v + t * KV, count: 1)
+            }
+            attention(q: q, positions: positions, cache: cache, layer: l, out: att)
+            if T == 1 { gemvMany(att, dim: D, [(L.qo, tmp)]) } else { Kernels.matmul(att, rows: T, L.wo, tmp, threads: threads) }
+            for i in 0..<(T * D) { x[i] += tmp[i] }
+
+            // ---- feed-forward block (SwiGLU) ----
+            for t in 0..<T { Kernels.rmsnorm(x + t * D, L.ffnNorm, xn + t * D, dim: D, eps: c.normEps) }
+            if T == 1 {
+                gemvMany(xn, dim: D, [(L.qGate, gate), (L.qUp, up)])
+            } else {
+                Kernels.matmul(xn, rows: T, L.wGate, gate, threads: threads)
+                Kernels.matmul(xn, rows: T, L.wUp, up, threads: threads)
+            }
+            for i in 0..<(T * F) {                                        // gate = silu(gate) · up
+                let g = gate[i]
+                gate[i] = g / (1 + expf(-g)) * up[i]
+            }
+            if T == 1 { gemvMany(gate, dim: F, [(L.qDown, tmp)]) } else { Kernels.matmul(gate, rows: T, L.wDown, tmp, threads: threads) }
+            for i in 0..<(T * D) { x[i] += tmp[i] }
+        }
+
+        // ---- output head: logits for the rows asked for ----
+        let rows: [Int]
+        switch logits {
+        case .none: return []
+        case .last: rows = [T - 1]
+        case .all: rows = Array(0..<T)
+        }
+        let V = c.vocabSize
+        return [Float](unsafeUninitializedCapacity: rows.count * V) { out, n in
+            for (i, t) in rows.enumerated() {
+                Kernels.rmsnorm(x + t * D, w.outputNorm, xn, dim: D, eps: c.normEps)
+                gemvMany(xn, dim: D, [(w.output, out.baseAddress! + i * V)])
+            }
+            n = rows.count * V
+        }
+    }
+
+    // MARK: - pieces
+
+    /// Decode: quantise the activation once, then run several matrix-vector products in one
+    /// parallel region (their rows split evenly across the workers).
+    private func gemvMany(_ x: UnsafePointer<Float>, dim: Int, _ jobs: [(QMatrix, UnsafeMutablePointer<Float>)]) {
+        scratch.qv.quantize(x, count: dim)
+        let outs = jobs.map { SendablePointer($0.1) }
+        let mats = jobs.map(\.0)
+        let total = mats.reduce(0) { $0 + $1.rows }
+        let qp = scratch.qv.q.baseAddress!, sp = scratch.qv.scale.baseAddress!, up = scratch.qv.sum.baseAddress!
+        let qs = UnsafeSendable((qp, sp, up))
+        parallelRanges(total, threads: threads, align: 8) { range in
+            var base = 0
+            for (i, m) in mats.enumerated() {
+                let lo = max(range.lowerBound - base, 0), hi = min(range.upperBound - base, m.rows)
+                if lo < hi { Kernels.gemv(m, qs.value.0, qs.value.1, qs.value.2, rows: lo..<hi, out: outs[i].p) }
+                base += m.rows
+            }
+        }
+    }
+
+    /// Causal-by-position attention of the batch's queries over the whole cache (GQA).
+    private func attention(q qp: UnsafeMutablePointer<Float>, positions: [Int32], cache: KVState, layer: Int, out: UnsafeMutablePointer<Float>) {
+        let c = config
+        let T = positions.count, D = c.dim, KV = c.kvDim, Dh = c.headDim, G = c.groupSize
+        let n = cache.count
+        let scale = 1 / Float(Dh).squareRoot()
+        let K = cache.keys(layer: layer), V = cache.values(layer: layer)
+        let slotPos = cache.positions
+        let op = SendablePointer(out)
+        do {
+            slotPos.withUnsafeBufferPointer { spb in
+                positions.withUnsafeBufferPointer { ppb in
+                    let sp = spb.baseAddress!, pp = ppb.baseAddress!
+                    if T == 1 {
+                        // Decode: one query per head, plain dot products.
+                        let qpos = pp[0]
+                        parallelRanges(c.heads, threads: threads) { heads in
+                            var scores = [Float](repeating: 0, count: n)
+                            scores.withUnsafeMutableBufferPointer { s in
+                                for h in heads {
+                                    let g = h / G, qh = qp + h * Dh
+                                    for j in 0..<n {
+                                        s[j] = sp[j] <= qpos ? Kernels.dot(qh, K + j * KV + g * Dh, Dh) * scale : -.infinity
+                                    }
+                                    Kernels.softmaxInPlace(s.baseAddress!, n)
+                                    let o = op.p + h * Dh
+                                    for i in 0..<Dh { o[i] = 0 }
+                                    for j in 0..<n where s[j] > 0 { Kernels.axpy(s[j], V + j * KV + g * Dh, o, Dh) }
+                                }
+                            }
+                        }
+                        return
+                    }
+                    // Prefill: per head and block of queries, scores = Q·Kᵀ via sgemm, mask, softmax, ·V.
+                    let block = 128
+                    let blocks = (T + block - 1) / block
+                    parallelRanges(c.heads * blocks, threads: threads) { items in
+                        var scores = [Float](repeating: 0, count: block * n)
+                        scores.withUnsafeMutableBufferPointer { sb in
+                            let s = sb.baseAddress!
+                            for item in items {
+                                let h = item / blocks, b = item % blocks
+                                let t0 = b * block, t1 = min(T, t0 + block), m = t1 - t0
+                                let g = h / G
+                                // Keys beyond the last slot any query here can see are skipped.
+                                var maxPos = Int32.min
+                                for t in t0..<t1 { maxPos = max(maxPos, pp[t]) }
+                                var kEnd = n
+                                while kEnd > 0 && sp[kEnd - 1] > maxPos { kEnd -= 1 }
+                                guard kEnd > 0 else { continue }
+                                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(m), Int32(kEnd), Int32(Dh),
+                                            scale, qp + t0 * D + h * Dh, Int32(D), K + g * Dh, Int32(KV),
+                                            0, s, Int32(kEnd))
+                                for i in 0..<m {
+                                    let row = s + i * kEnd, qpos = pp[t0 + i]
+                                    for j in 0..<kEnd where sp[j] > qpos { row[j] = -.infinity }
+                                    Kernels.softmaxInPlace(row, kEnd)
+                                }
+                                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(m), Int32(Dh), Int32(kEnd),
+                                            1, s, Int32(kEnd), V + g * Dh, Int32(KV),
+                                            0, op.p + t0 * D + h * Dh, Int32(D))
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Work buffers of one context, grown to the largest batch seen and reused.
+final class Scratch {
+    private var capacityT = 0
+    private var storage: UnsafeMutablePointer<Float>?
+    var qv = QuantizedVector(capacity: 32)
+    struct Buffers { let x, xn, q, k, v, att, tmp, gate, up: UnsafeMutablePointer<Float> }
+    private var buffers: Buffers?
+
+    func claim(T: Int, config c: LlamaConfig) -> Buffers {
+        if T > capacityT || buffers == nil {
+            storage?.deallocate()
+            let cap = max(T, 1)
+            let per = 5 * c.dim + 2 * c.kvDim + 2 * c.ffnDim
+            let p = UnsafeMutablePointer<Float>.allocate(capacity: cap * per)
+            p.initialize(repeating: 0, count: cap * per)
+            var off = 0
+            func take(_ w: Int) -> UnsafeMutablePointer<Float> { defer { off += cap * w }; return p + off }
+            buffers = Buffers(x: take(c.dim), xn: take(c.dim), q: take(c.dim), k: take(c.kvDim), v: take(c.kvDim),
+                              att: take(c.dim), tmp: take(c.dim), gate: take(c.ffnDim), up: take(c.ffnDim))
+            storage = p
+            capacityT = cap
+            if qv.q.count < max(c.dim, c.ffnDim) { qv = QuantizedVector(capacity: max(c.dim, c.ffnDim)) }
+        }
+        return buffers!
+    }
+
+    deinit { storage?.deallocate() }
+}
