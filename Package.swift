@@ -24,6 +24,11 @@ func hostCPUFlags() -> [String] {
     #endif
 }
 
+/// The C kernels get the matching -m flags; without them they fall back to portable C.
+func hostCFlags() -> [String] {
+    hostCPUFlags().isEmpty ? ["-O3"] : ["-O3", "-mavx2", "-mfma", "-mf16c"]
+}
+
 let hot: [SwiftSetting] = [
     .unsafeFlags(["-Ounchecked", "-wmo"] + hostCPUFlags(), .when(configuration: .release)),
 ]
@@ -48,7 +53,8 @@ let package = Package(
 
         .target(name: "GGUF", swiftSettings: hot),
         .target(name: "Tokenizer", dependencies: ["GGUF"], swiftSettings: hot),
-        .target(name: "Llama", dependencies: ["GGUF", "CBLAS"], swiftSettings: hot,
+        .target(name: "CKernels", path: "Sources/CKernels", cSettings: [.unsafeFlags(hostCFlags())]),
+        .target(name: "Llama", dependencies: ["GGUF", "CBLAS", "CKernels"], swiftSettings: hot,
                 linkerSettings: [
                     .linkedLibrary("openblas", .when(platforms: [.linux])),
                     .linkedFramework("Accelerate", .when(platforms: [.macOS])),

@@ -79,10 +79,7 @@ public final class LlamaContext: @unchecked Sendable {
                 Kernels.matmul(xn, rows: T, L.wGate, gate, threads: threads)
                 Kernels.matmul(xn, rows: T, L.wUp, up, threads: threads)
             }
-            for i in 0..<(T * F) {                                        // gate = silu(gate) · up
-                let g = gate[i]
-                gate[i] = g / (1 + expf(-g)) * up[i]
-            }
+            Kernels.siluMul(gate, up, T * F)                              // gate = silu(gate) · up
             if T == 1 { gemvMany(gate, dim: F, [(L.qDown, tmp)]) } else { Kernels.matmul(gate, rows: T, L.wDown, tmp, threads: threads) }
             for i in 0..<(T * D) { x[i] += tmp[i] }
         }
@@ -109,17 +106,17 @@ public final class LlamaContext: @unchecked Sendable {
     /// Decode: quantise the activation once, then run several matrix-vector products in one
     /// parallel region (their rows split evenly across the workers).
     private func gemvMany(_ x: UnsafePointer<Float>, dim: Int, _ jobs: [(QMatrix, UnsafeMutablePointer<Float>)]) {
-        scratch.qv.quantize(x, count: dim)
+        let qx = scratch.qv
+        if jobs.contains(where: { $0.0.format != .f32 }) { qx.quantize(x, count: dim) }
         let outs = jobs.map { SendablePointer($0.1) }
         let mats = jobs.map(\.0)
         let total = mats.reduce(0) { $0 + $1.rows }
-        let qp = scratch.qv.q.baseAddress!, sp = scratch.qv.scale.baseAddress!, up = scratch.qv.sum.baseAddress!
-        let qs = UnsafeSendable((qp, sp, up))
+        let xp = SendablePointer(UnsafeMutablePointer(mutating: x))
         parallelRanges(total, threads: threads, align: 8) { range in
             var base = 0
             for (i, m) in mats.enumerated() {
                 let lo = max(range.lowerBound - base, 0), hi = min(range.upperBound - base, m.rows)
-                if lo < hi { Kernels.gemv(m, qs.value.0, qs.value.1, qs.value.2, rows: lo..<hi, out: outs[i].p) }
+                if lo < hi { Kernels.gemv(m, xp.p, qx, rows: lo..<hi, out: outs[i].p) }
                 base += m.rows
             }
         }
@@ -216,10 +213,16 @@ final class Scratch {
                               att: take(c.dim), tmp: take(c.dim), gate: take(c.ffnDim), up: take(c.ffnDim))
             storage = p
             capacityT = cap
-            if qv.q.count < max(c.dim, c.ffnDim) { qv = QuantizedVector(capacity: max(c.dim, c.ffnDim)) }
+            if qv.q.count < max(c.dim, c.ffnDim) {
+                qv.deallocate()
+                qv = QuantizedVector(capacity: max(c.dim, c.ffnDim))
+            }
         }
         return buffers!
     }
 
-    deinit { storage?.deallocate() }
+    deinit {
+        storage?.deallocate()
+        qv.deallocate()
+    }
 }

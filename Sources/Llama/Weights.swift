@@ -75,6 +75,9 @@ public final class LlamaWeights: @unchecked Sendable {
             return p
         }
         func quantised(_ t: GGUFTensorInfo, dense: UnsafePointer<Float>?) throws -> QMatrix {
+            if let dense, [.f32, .f16, .bf16].contains(t.type) {
+                return QMatrix(format: .f32, rows: t.rows, cols: t.columns, data: UnsafeRawPointer(dense))
+            }
             switch t.type {
             case .q4_1: return QMatrix(format: .q4_1, rows: t.rows, cols: t.columns, data: file.data(of: t).baseAddress!)
             case .q8_0: return QMatrix(format: .q8_0, rows: t.rows, cols: t.columns, data: file.data(of: t).baseAddress!)

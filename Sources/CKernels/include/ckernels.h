@@ -1,0 +1,29 @@
+#ifndef KVDUEL_CKERNELS_H
+#define KVDUEL_CKERNELS_H
+// The innermost loops of the forward pass, where Swift's auto-vectoriser gives up on int8 work:
+// quantised matrix-vector products and a vectorised exp. Everything else is Swift.
+// AVX2/FMA/F16C intrinsics when compiled for them, portable C otherwise.
+#include <stddef.h>
+#include <stdint.h>
+
+/// x[n] (n % 32 == 0) -> int8 blocks of 32: q, scale d = max|x|/127, sum = d * Σq.
+void kv_quantize_q8(const float *x, int n, int8_t *q, float *scale, float *sum);
+
+/// out[r] = W[r,:] · x for r in [row0, row1). W rows are `nb` blocks of Q4_1 (20 bytes) or Q8_0 (34 bytes).
+void kv_gemv_q4_1(const uint8_t *w, size_t row_bytes, int row0, int row1, int nb,
+                  const int8_t *xq, const float *xs, const float *xsum, float *out);
+void kv_gemv_q8_0(const uint8_t *w, size_t row_bytes, int row0, int row1, int nb,
+                  const int8_t *xq, const float *xs, float *out);
+
+/// g[i] = silu(g[i]) * u[i]
+void kv_silu_mul(float *g, const float *u, size_t n);
+/// In-place softmax of x[n]; -inf entries become 0.
+void kv_softmax(float *x, int n);
+/// Σ a[i] b[i]
+float kv_dot(const float *a, const float *b, int n);
+/// y[i] += a * x[i]
+void kv_axpy(float a, const float *x, float *y, int n);
+/// y = x / sqrt(mean(x²) + eps) * w
+void kv_rmsnorm(const float *x, const float *w, float *y, int n, float eps);
+
+#endif

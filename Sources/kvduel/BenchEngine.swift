@@ -1,0 +1,88 @@
+import ArgumentParser
+import Foundation
+import Llama
+
+struct BenchEngine: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "engine",
+        abstract: "Measure prefill and decode speed of the engine on one model.")
+
+    @OptionGroup var modelOptions: ModelOptions
+    @Option(help: "Worker threads.") var threads: Int = ProcessInfo.processInfo.activeProcessorCount
+    @Option(help: "Prompt lengths to prefill, comma-separated.") var prefill: String = "128,512,2048"
+    @Option(help: "Tokens to decode.") var decode: Int = 128
+    @Option(help: "Repetitions per figure (the best is reported).") var repeats: Int = 2
+    @Flag(help: "Print JSON.") var json = false
+
+    func run() throws {
+        let model = try modelOptions.load()
+        let ctx = LlamaContext(model: model, threads: threads)
+        var rng = SplitMix64(seed: 42)
+        let lengths = prefill.split(separator: ",").compactMap { Int($0) }
+        let vocab = Int32(model.config.vocabSize)
+        func randomTokens(_ n: Int) -> [Int32] { (0..<n).map { _ in Int32(rng.next() % UInt64(vocab - 1000)) + 500 } }
+
+        // Warm-up: touch every weight once.
+        ctx.forward(tokens: randomTokens(8), positions: Array(0..<8), cache: KVState(config: model.config), logits: .none)
+
+        var prefillRates: [(Int, Double, Double)] = []   // (tokens, tok/s, ttft seconds)
+        for n in lengths {
+            let tokens = randomTokens(n)
+            var best = Double.infinity
+            for _ in 0..<repeats {
+                let cache = KVState(config: model.config, capacity: n + 1)
+                let t0 = Clock.now()
+                let logits = ctx.forward(tokens: tokens, positions: (0..<Int32(n)).map { $0 }, cache: cache)
+                _ = Sampler.argmax(logits)
+                best = min(best, Clock.seconds(since: t0))
+            }
+            prefillRates.append((n, Double(n) / best, best))
+        }
+
+        // Decode: a 16-token prompt, then `decode` greedy steps.
+        var bestDecode = 0.0
+        for _ in 0..<repeats {
+            let cache = KVState(config: model.config, capacity: 16 + decode + 1)
+            let prompt = randomTokens(16)
+            var logits = ctx.forward(tokens: prompt, positions: Array(0..<16), cache: cache)
+            let t0 = Clock.now()
+            for i in 0..<decode {
+                let next = Sampler.argmax(logits)
+                logits = ctx.forward(tokens: [next], positions: [Int32(16 + i)], cache: cache)
+            }
+            bestDecode = max(bestDecode, Double(decode) / Clock.seconds(since: t0))
+        }
+
+        let machine = MachineInfo.current
+        let rss = MachineInfo.peakRSSBytes
+        // llama.cpp b4748 on this project's reference machine (2 threads, same Q4_1 file),
+        // from docs/platform notes: not measured in this run.
+        let reference: [Int: Double] = [512: 175, 2048: 149]
+        let referenceDecode = 89.0
+
+        if json {
+            var obj: [String: Any] = [
+                "machine": machine.description, "cpus": machine.cpus, "threads": threads,
+                "model": model.config.name, "model_path": modelOptions.resolvedPath,
+                "decode_tokens": decode, "decode_tok_s": bestDecode, "peak_rss_bytes": rss,
+            ]
+            obj["prefill"] = prefillRates.map { ["tokens": $0.0, "tok_s": $0.1, "ttft_ms": $0.2 * 1000] }
+            let data = try JSONSerialization.data(withJSONObject: obj, options: [.prettyPrinted, .sortedKeys])
+            print(String(decoding: data, as: UTF8.self))
+            return
+        }
+        print("kvduel bench engine")
+        print("machine : \(machine.description), \(machine.cpus) CPUs")
+        print("model   : \(model.config.name) (\(modelOptions.resolvedPath))")
+        print("threads : \(threads)   (best of \(repeats) runs)")
+        print("")
+        print("prompt tokens   prefill tok/s   TTFT ms   vs llama.cpp b4748 (reference figure, not this run)")
+        for (n, rate, ttft) in prefillRates {
+            let ref = reference[n].map { String(format: "%.2fx of %.0f tok/s", rate / $0, $0) } ?? "-"
+            print(String(format: "%13d   %13.1f   %7.1f   %@", n, rate, ttft * 1000, ref))
+        }
+        print(String(format: "decode %d tokens: %.1f tok/s   (%.2fx of llama.cpp tg128 %.0f tok/s, reference figure)",
+                     decode, bestDecode, bestDecode / referenceDecode, referenceDecode))
+        print(String(format: "peak RSS: %.1f MiB", Double(rss) / 1048576))
+    }
+}

@@ -1,0 +1,98 @@
+import ArgumentParser
+import Foundation
+import Llama
+
+/// Monotonic clock used by the CLI.
+enum Clock {
+    static func now() -> UInt64 { DispatchTime.now().uptimeNanoseconds }
+    static func seconds(since t0: UInt64) -> Double { Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9 }
+}
+
+struct SplitMix64 {
+    var state: UInt64
+    init(seed: UInt64) { state = seed }
+    mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+}
+
+struct MachineInfo {
+    var description: String
+    var cpus: Int
+
+    static var current: MachineInfo {
+        var name = "unknown CPU"
+        if let info = try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8),
+           let line = info.split(separator: "\n").first(where: { $0.hasPrefix("model name") }),
+           let colon = line.firstIndex(of: ":") {
+            name = line[line.index(after: colon)...].trimmingCharacters(in: .whitespaces)
+        }
+        #if os(Linux)
+        let os = "Linux"
+        #else
+        let os = "macOS"
+        #endif
+        return MachineInfo(description: "\(name), \(os)", cpus: ProcessInfo.processInfo.activeProcessorCount)
+    }
+
+    static var peakRSSBytes: Int {
+        var u = rusage()
+        getrusage(RUSAGE_SELF_VALUE, &u)
+        #if os(Linux)
+        return Int(u.ru_maxrss) * 1024
+        #else
+        return Int(u.ru_maxrss)
+        #endif
+    }
+
+    static var currentRSSBytes: Int {
+        #if os(Linux)
+        if let s = try? String(contentsOfFile: "/proc/self/statm", encoding: .utf8) {
+            let f = s.split(separator: " ")
+            if f.count > 1, let pages = Int(f[1]) { return pages * Int(sysconf(Int32(_SC_PAGESIZE))) }
+        }
+        #endif
+        return peakRSSBytes
+    }
+}
+
+/// `--model PATH`, defaulting to the default model in the kvduel cache directory.
+struct ModelOptions: ParsableArguments {
+    @Option(name: .long, help: "GGUF model file (default: SmolLM2-135M-Instruct Q4_1 in $KVDUEL_CACHE_DIR/models).")
+    var model: String?
+
+    static var cacheDir: String {
+        if let d = ProcessInfo.processInfo.environment["KVDUEL_CACHE_DIR"], !d.isEmpty { return d }
+        return NSString(string: "~/.cache/kvduel").expandingTildeInPath
+    }
+    static var defaultModelPath: String { cacheDir + "/models/SmolLM2-135M-Instruct.Q4_1.gguf" }
+
+    var resolvedPath: String { model ?? Self.defaultModelPath }
+
+    func load(progress: ((Double) -> Void)? = nil) throws -> LlamaModel {
+        let path = resolvedPath
+        guard FileManager.default.fileExists(atPath: path) else {
+            if model == nil {
+                throw CLIError("default model not found at \(path); fetch it with: bash scripts/fetch-model.sh (or make setup)")
+            }
+            throw CLIError("model file not found: \(path)")
+        }
+        do { return try LlamaModel(path: path, progress: progress) } catch { throw CLIError("\(path): \(error)") }
+    }
+}
+
+/// An error printed as one line, with a non-zero exit.
+struct CLIError: Error, CustomStringConvertible {
+    let description: String
+    init(_ d: String) { description = d }
+}
+
+#if os(Linux)
+let RUSAGE_SELF_VALUE = __rusage_who_t(RUSAGE_SELF.rawValue)
+#else
+let RUSAGE_SELF_VALUE = RUSAGE_SELF
+#endif
