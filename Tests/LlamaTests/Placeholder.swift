@@ -1,5 +1,0 @@
-import XCTest
-
-final class LlamaPlaceholderTests: XCTestCase {
-    func testModuleLoads() { XCTAssertTrue(true) }
-}
