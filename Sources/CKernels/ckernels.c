@@ -127,6 +127,40 @@ void kv_gemv_q8_0(const uint8_t *w, size_t row_bytes, int row0, int row1, int nb
     }
 }
 
+void kv_gemv_q8_0_f32(const uint8_t *w, size_t row_bytes, int row0, int row1, int nb, const float *x, float *out) {
+    for (int r = row0; r < row1; r++) {
+        const uint8_t *row = w + (size_t)r * row_bytes;
+#ifdef KV_AVX2
+        __m256 acc = _mm256_setzero_ps();
+        for (int b = 0; b < nb; b++) {
+            const uint8_t *blk = row + b * 34;
+            const float *xb = x + b * 32;
+            __m128i q0 = _mm_loadu_si128((const __m128i *)(blk + 2)), q1 = _mm_loadu_si128((const __m128i *)(blk + 18));
+            __m256 w0 = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(q0));
+            __m256 w1 = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(q0, 8)));
+            __m256 w2 = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(q1));
+            __m256 w3 = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(q1, 8)));
+            __m256 s = _mm256_mul_ps(w0, _mm256_loadu_ps(xb));
+            s = _mm256_fmadd_ps(w1, _mm256_loadu_ps(xb + 8), s);
+            s = _mm256_fmadd_ps(w2, _mm256_loadu_ps(xb + 16), s);
+            s = _mm256_fmadd_ps(w3, _mm256_loadu_ps(xb + 24), s);
+            acc = _mm256_fmadd_ps(_mm256_set1_ps(f16_to_f32(blk)), s, acc);
+        }
+        out[r] = hsum8(acc);
+#else
+        float acc = 0;
+        for (int b = 0; b < nb; b++) {
+            const uint8_t *blk = row + b * 34;
+            const int8_t *q = (const int8_t *)(blk + 2);
+            float s = 0;
+            for (int j = 0; j < 32; j++) s += q[j] * x[b * 32 + j];
+            acc += f16_to_f32(blk) * s;
+        }
+        out[r] = acc;
+#endif
+    }
+}
+
 void kv_silu_mul(float *g, const float *u, size_t n) {
     size_t i = 0;
 #ifdef KV_AVX2

@@ -107,7 +107,7 @@ public final class LlamaContext: @unchecked Sendable {
     /// parallel region (their rows split evenly across the workers).
     private func gemvMany(_ x: UnsafePointer<Float>, dim: Int, _ jobs: [(QMatrix, UnsafeMutablePointer<Float>)]) {
         let qx = scratch.qv
-        if jobs.contains(where: { $0.0.format != .f32 }) { qx.quantize(x, count: dim) }
+        if jobs.contains(where: { $0.0.format == .q4_1 || $0.0.format == .q8_0 }) { qx.quantize(x, count: dim) }
         let outs = jobs.map { SendablePointer($0.1) }
         let mats = jobs.map(\.0)
         let total = mats.reduce(0) { $0 + $1.rows }

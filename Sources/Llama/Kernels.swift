@@ -10,7 +10,8 @@ import CKernels
 public struct QMatrix: @unchecked Sendable {
     /// q4_1 / q8_0: ggml blocks (from the file, or re-quantised); f32: the dense copy, used when the
     /// file holds float weights so decode loses no precision to quantisation.
-    public enum Format: Sendable { case q4_1, q8_0, f32 }
+    /// q8_0f: Q8_0 weights read with float activations (the output head, where logits keep full precision).
+    public enum Format: Sendable { case q4_1, q8_0, q8_0f, f32 }
     public let format: Format
     public let rows: Int
     public let cols: Int
@@ -19,7 +20,7 @@ public struct QMatrix: @unchecked Sendable {
     public var rowBytes: Int {
         switch format {
         case .q4_1: return blocksPerRow * 20
-        case .q8_0: return blocksPerRow * 34
+        case .q8_0, .q8_0f: return blocksPerRow * 34
         case .f32: return cols * 4
         }
     }
@@ -69,6 +70,8 @@ enum Kernels {
             kv_gemv_q4_1(p, w.rowBytes, r0, r1, nb, qx.q.baseAddress!, qx.scale.baseAddress!, qx.sum.baseAddress!, out)
         case .q8_0:
             kv_gemv_q8_0(p, w.rowBytes, r0, r1, nb, qx.q.baseAddress!, qx.scale.baseAddress!, out)
+        case .q8_0f:
+            kv_gemv_q8_0_f32(p, w.rowBytes, r0, r1, nb, x, out)
         case .f32:
             let f = w.data.assumingMemoryBound(to: Float.self)
             for r in range { out[r] = kv_dot(f + r * w.cols, x, Int32(w.cols)) }

@@ -124,7 +124,10 @@ public final class LlamaWeights: @unchecked Sendable {
         }
         self.layers = layers
         self.outputNorm = try floats(normInfo)
-        self.output = try quantised(outInfo, dense: nil)
+        // The output head keeps float activations: int8 activations there moved logits by up to 0.3,
+        // enough to flip near-ties in the first token (measured against a float64 reference).
+        let out = try quantised(outInfo, dense: nil)
+        self.output = out.format == .q8_0 ? QMatrix(format: .q8_0f, rows: out.rows, cols: out.cols, data: out.data) : out
         self.owned = owned
         self.residentBytes = resident
         progress?(1)

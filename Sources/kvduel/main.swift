@@ -4,7 +4,7 @@ struct KVDuel: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "kvduel",
         abstract: "A live duel of KV-cache reuse: a cached engine against a baseline, same model, same threads.",
-        subcommands: [Bench.self])
+        subcommands: [Generate.self, Tokenize.self, Logits.self, Bench.self])
 }
 
 struct Bench: ParsableCommand {

@@ -15,6 +15,9 @@ void kv_gemv_q4_1(const uint8_t *w, size_t row_bytes, int row0, int row1, int nb
 void kv_gemv_q8_0(const uint8_t *w, size_t row_bytes, int row0, int row1, int nb,
                   const int8_t *xq, const float *xs, float *out);
 
+/// The same for Q8_0 weights with float activations (the output head: logits keep full precision).
+void kv_gemv_q8_0_f32(const uint8_t *w, size_t row_bytes, int row0, int row1, int nb, const float *x, float *out);
+
 /// g[i] = silu(g[i]) * u[i]
 void kv_silu_mul(float *g, const float *u, size_t n);
 /// In-place softmax of x[n]; -inf entries become 0.
