@@ -252,12 +252,6 @@ enum Int8Quant {
 /// IEEE binary16 conversion. Uses the hardware `Float16` where Swift has it, else bit arithmetic
 /// (`floatToHalf` / `halfToFloat`, round to nearest even; tested against `Float16`).
 public enum Half {
-    #if arch(x86_64) && os(macOS)
-    static let hasFloat16 = false
-    #else
-    static let hasFloat16 = true
-    #endif
-
     static func encode(_ src: UnsafePointer<Float>, into dst: UnsafeMutablePointer<UInt16>, count n: Int) {
         #if arch(x86_64) && os(macOS)
         for i in 0..<n { dst[i] = floatToHalf(src[i]) }

@@ -143,7 +143,7 @@ public final class TieredStore: @unchecked Sendable {
         return inRAM || onDisk
     }
 
-    /// The entry from RAM, else from disk (then promoted to RAM); nil on a miss.
+    /// The entry from RAM, else from disk (then promoted to RAM if it fits); nil on a miss.
     public func get(_ key: some CacheKeyConvertible) -> EncodedKV? {
         let start = Self.now()
         let key = key.cacheKey
@@ -154,7 +154,7 @@ public final class TieredStore: @unchecked Sendable {
         } else if let v = disk?.get(key) {
             tier = .disk
             value = v
-            ram.put(key, v)
+            if v.byteCount <= ram.capacityBytes { ram.put(key, v) }
         }
         let elapsed = Self.now() &- start
         lock.held {

@@ -60,6 +60,13 @@ final class DiskTierTests: TempDirTestCase {
         for n in names { XCTAssertEqual(mode(of: dir + "/" + n), 0o600, n) }
     }
 
+    func testTrailingSlashInDirectoryIsAccepted() throws {
+        let disk = try DiskTier(directory: dir + "/", fingerprint: Toy.fingerprint, capacityBytes: 1000)
+        XCTAssertEqual(disk.directory, dir)
+        disk.put(Toy.key(1), one(1))
+        XCTAssertEqual(files(in: dir), ["s-\(Toy.key(1).digest.hex).kv"])
+    }
+
     func testPermissionsHoldUnderAPermissiveUmask() throws {
         let old = umask(0)
         defer { umask(old) }
