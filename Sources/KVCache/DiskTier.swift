@@ -245,7 +245,6 @@ public final class DiskTier: @unchecked Sendable {
     /// Deletes every entry file in the directory (indexed or not). Counters are kept.
     public func removeAll() {
         lock.held {
-            for key in index.keys { unlink(path(for: key)) }
             index = [:]
             lru.removeAll()
             children.removeAll()

@@ -52,7 +52,22 @@ public struct PrefixMatch: Sendable, Equatable {
     public var tokenCount: Int { keys.last?.tokenRange.upperBound ?? 0 }
 }
 
-/// RAM then disk. `put` writes to RAM and, write-through, to disk: every entry is on disk as soon as
+/// RAM then disk. Typical engine use (prefix reuse):
+///
+///     let store = try TieredStore(.init(fingerprint: fp, layers: 30, kvDim: 192,
+///                                       ramCapacityBytes: cacheMB << 20,
+///                                       diskDirectory: cacheDir + "/kv", diskCapacityBytes: diskMB << 20))
+///     let match = store.matchPrefix(tokens: prompt)          // longest stored prefix, nothing loaded
+///     for key in match.keys {                                // in order; stop at the first nil
+///         guard let e = store.get(key) else { break }
+///         for l in 0..<30 { e.decode(.k, layer: l, into: kCache(l) + key.tokenRange.lowerBound * 192) … }
+///     }
+///     // prefill the rest, then store the chunks not yet stored:
+///     for key in match.chain where !store.contains(key) { store.put(key, block: kv.slice(tokens: key.tokenRange)) }
+///
+/// Segment reuse is the same with `segmentKey(for:context:)` and `contains` / `get` / `put`.
+///
+/// `put` writes to RAM and, write-through, to disk: every entry is on disk as soon as
 /// it is stored, so a run killed at any moment leaves a warm cache, and evicting from RAM never
 /// writes (a RAM eviction can happen inside a `get` that promotes a disk hit, on the TTFT path).
 /// The price is one file write per `put`, which the engine can make off its critical path.
