@@ -1,0 +1,303 @@
+// Encodings of stored KV, and `EncodedKV`, the form both tiers hold.
+//
+// `EncodedKV.body` is one byte array:
+//   positions   tokenCount × Int32 (little-endian)
+//   payload     depends on the encoding; "row" = the kvDim values of one (component, layer, token),
+//               rows ordered component (K then V), layer, token — the order of `KVBlock.k` then `.v`
+//     f32   2·layers·tokens·kvDim × Float32
+//     f16   2·layers·tokens·kvDim × IEEE binary16 (round to nearest even; beyond ±65504 → ±inf)
+//     int8  2·layers·tokens × Float32 scales, then 2·layers·tokens·kvDim × Int8.
+//           Per row: scale = max|x| / 127, q = round(x / scale) in -127...127, x ≈ q · scale,
+//           so |error| ≤ scale / 2. Rows with max|x| below 2^-119 are stored as zeros (scale 0);
+//           NaN is stored as 0 and ±inf as ±max|finite x| of its row.
+// All offsets are multiples of 4 from the start of the body, so every typed access is aligned.
+
+#if _endian(big)
+#error("KVCache stores little-endian data by memory copy; big-endian hosts are not supported")
+#endif
+
+public enum KVEncoding: UInt8, Sendable, CaseIterable, CustomStringConvertible {
+    case int8 = 1
+    case f16 = 2
+    case f32 = 3
+
+    public static let `default`: KVEncoding = .int8
+
+    /// Parses "int8", "f16", "f32" (as printed by `description`).
+    public init?(name: String) {
+        guard let e = Self.allCases.first(where: { $0.description == name.lowercased() }) else { return nil }
+        self = e
+    }
+
+    public var description: String {
+        switch self {
+        case .int8: return "int8"
+        case .f16: return "f16"
+        case .f32: return "f32"
+        }
+    }
+
+    /// Stored bytes of one row of `kvDim` values (int8 includes its Float32 scale).
+    public func rowBytes(kvDim: Int) -> Int {
+        switch self {
+        case .int8: return kvDim + 4
+        case .f16: return 2 * kvDim
+        case .f32: return 4 * kvDim
+        }
+    }
+
+    /// Stored bytes per token: K and V rows of every layer plus the 4-byte position.
+    /// An entry of n tokens holds exactly `n * bytesPerToken` bytes (`EncodedKV.byteCount`).
+    /// SmolLM2-135M (30 layers, kvDim 192): int8 11 764, f16 23 044, f32 46 084.
+    public func bytesPerToken(layers: Int, kvDim: Int) -> Int {
+        2 * layers * rowBytes(kvDim: kvDim) + 4
+    }
+
+    /// Body bytes for a shape, or nil when the shape is out of `EncodedKV.limits` (no overflow possible).
+    public func bodyBytes(layers: Int, tokenCount: Int, kvDim: Int) -> Int? {
+        guard EncodedKV.shapeIsPlausible(layers: layers, tokenCount: tokenCount, kvDim: kvDim) else { return nil }
+        return tokenCount * bytesPerToken(layers: layers, kvDim: kvDim)
+    }
+}
+
+/// KV for a run of tokens in a stored encoding. Immutable; its size is `byteCount`.
+public struct EncodedKV: Sendable, Equatable {
+    public enum Component: Int, Sendable {
+        case k = 0
+        case v = 1
+    }
+
+    /// Shape limits accepted anywhere (they keep every size computation far from overflow).
+    public static let limits = (layers: 1024, tokenCount: 1 << 20, kvDim: 1 << 14)
+
+    public let encoding: KVEncoding
+    public let layers: Int
+    public let tokenCount: Int
+    public let kvDim: Int
+    /// Positions, then the payload; see the top of this file.
+    public let body: [UInt8]
+
+    /// Stored bytes, exactly `tokenCount * encoding.bytesPerToken(layers:kvDim:)`.
+    public var byteCount: Int { body.count }
+
+    static func shapeIsPlausible(layers: Int, tokenCount: Int, kvDim: Int) -> Bool {
+        (1...limits.layers).contains(layers) && (1...limits.tokenCount).contains(tokenCount)
+            && (1...limits.kvDim).contains(kvDim)
+    }
+
+    /// Wraps an already encoded body (e.g. read from disk); nil unless its size fits the shape.
+    public init?(encoding: KVEncoding, layers: Int, tokenCount: Int, kvDim: Int, body: [UInt8]) {
+        guard let n = encoding.bodyBytes(layers: layers, tokenCount: tokenCount, kvDim: kvDim),
+              n == body.count else { return nil }
+        self.encoding = encoding
+        self.layers = layers
+        self.tokenCount = tokenCount
+        self.kvDim = kvDim
+        self.body = body
+    }
+
+    /// Encodes a block. The block must be well formed and within `limits` (a programming error otherwise).
+    public init(_ block: KVBlock, encoding: KVEncoding) {
+        guard block.isWellFormed,
+              let n = encoding.bodyBytes(layers: block.layers, tokenCount: block.tokenCount, kvDim: block.kvDim)
+        else { fatalError("EncodedKV: malformed or oversized block \(block.layers)x\(block.tokenCount)x\(block.kvDim)") }
+        let t = block.tokenCount, d = block.kvDim
+        let rows = block.layers * t     // rows per component
+        let m = rows * d                // values per component
+        let body = [UInt8](unsafeUninitializedCapacity: n) { buf, count in
+            let raw = UnsafeMutableRawPointer(buf.baseAddress!)
+            block.positions.withUnsafeBytes { raw.copyMemory(from: $0.baseAddress!, byteCount: 4 * t) }
+            let p = raw + 4 * t
+            block.k.withUnsafeBufferPointer { kb in
+                block.v.withUnsafeBufferPointer { vb in
+                    let k = kb.baseAddress!, v = vb.baseAddress!
+                    switch encoding {
+                    case .f32:
+                        p.copyMemory(from: k, byteCount: 4 * m)
+                        (p + 4 * m).copyMemory(from: v, byteCount: 4 * m)
+                    case .f16:
+                        p.withMemoryRebound(to: UInt16.self, capacity: 2 * m) { h in
+                            Half.encode(k, into: h, count: m)
+                            Half.encode(v, into: h + m, count: m)
+                        }
+                    case .int8:
+                        p.withMemoryRebound(to: Float.self, capacity: 2 * rows) { scales in
+                            (p + 8 * rows).withMemoryRebound(to: Int8.self, capacity: 2 * m) { q in
+                                Int8Quant.quantize(k, rows: rows, dim: d, scales: scales, into: q)
+                                Int8Quant.quantize(v, rows: rows, dim: d, scales: scales + rows, into: q + m)
+                            }
+                        }
+                    }
+                }
+            }
+            count = n
+        }
+        self.encoding = encoding
+        self.layers = block.layers
+        self.tokenCount = t
+        self.kvDim = d
+        self.body = body
+    }
+
+    /// Position each token's K was rotated at.
+    public var positions: [Int32] {
+        [Int32](unsafeUninitializedCapacity: tokenCount) { buf, count in
+            body.withUnsafeBytes { raw in
+                UnsafeMutableRawPointer(buf.baseAddress!).copyMemory(from: raw.baseAddress!, byteCount: 4 * tokenCount)
+            }
+            count = tokenCount
+        }
+    }
+
+    /// Decodes one component of one layer into `tokenCount * kvDim` floats at `dst`
+    /// (token-major rows, as in `KVBlock`). This is the TTFT path: write straight into the
+    /// engine's cache rather than through `decode()`.
+    public func decode(_ component: Component, layer: Int, into dst: UnsafeMutablePointer<Float>) {
+        guard (0..<layers).contains(layer) else { fatalError("EncodedKV.decode: layer \(layer) of \(layers)") }
+        let t = tokenCount, d = kvDim
+        let rows = layers * t, m = rows * d, n = t * d
+        let c = component.rawValue
+        body.withUnsafeBytes { raw in
+            let p = raw.baseAddress! + 4 * t
+            switch encoding {
+            case .f32:
+                UnsafeMutableRawPointer(dst).copyMemory(from: p + 4 * (c * m + layer * n), byteCount: 4 * n)
+            case .f16:
+                (p + 2 * (c * m + layer * n)).withMemoryRebound(to: UInt16.self, capacity: n) { h in
+                    Half.decode(h, into: dst, count: n)
+                }
+            case .int8:
+                (p + 4 * (c * rows + layer * t)).withMemoryRebound(to: Float.self, capacity: t) { scales in
+                    (p + 8 * rows + c * m + layer * n).withMemoryRebound(to: Int8.self, capacity: n) { q in
+                        Int8Quant.dequantize(q, rows: t, dim: d, scales: scales, into: dst)
+                    }
+                }
+            }
+        }
+    }
+
+    /// Decodes everything into a new block.
+    public func decode() -> KVBlock {
+        let n = tokenCount * kvDim, m = layers * n
+        func component(_ c: Component) -> [Float] {
+            [Float](unsafeUninitializedCapacity: m) { buf, count in
+                for l in 0..<layers { decode(c, layer: l, into: buf.baseAddress! + l * n) }
+                count = m
+            }
+        }
+        return KVBlock(layers: layers, tokenCount: tokenCount, kvDim: kvDim,
+                       positions: positions, k: component(.k), v: component(.v))
+    }
+}
+
+/// Per-row symmetric int8 quantisation. Plain loops over raw pointers so LLVM vectorises them.
+enum Int8Quant {
+    /// Rows whose max |x| is below this are stored as zeros (127 / amax would overflow near here).
+    static let tiny = Float(bitPattern: 0x0400_0000)  // 2^-119
+
+    static func quantize(_ src: UnsafePointer<Float>, rows: Int, dim: Int,
+                         scales: UnsafeMutablePointer<Float>, into q: UnsafeMutablePointer<Int8>) {
+        for r in 0..<rows {
+            let s = src + r * dim, d = q + r * dim
+            // max |x| via the bit pattern: an integer max reduction vectorises, a Float one does not.
+            var mbits: UInt32 = 0
+            for i in 0..<dim { mbits = max(mbits, s[i].bitPattern & 0x7FFF_FFFF) }
+            if mbits >= 0x7F80_0000 {
+                scales[r] = quantizeNonFinite(s, dim: dim, into: d)
+                continue
+            }
+            let amax = Float(bitPattern: mbits)
+            if amax < tiny {
+                scales[r] = 0
+                for i in 0..<dim { d[i] = 0 }
+                continue
+            }
+            scales[r] = amax / 127
+            let inv = 127 / amax
+            for i in 0..<dim {
+                let x = min(max((s[i] * inv).rounded(.toNearestOrEven), -127), 127)
+                d[i] = Int8(truncatingIfNeeded: Int32(x))
+            }
+        }
+    }
+
+    /// Slow path for a row holding inf or NaN. Returns the row's scale.
+    static func quantizeNonFinite(_ s: UnsafePointer<Float>, dim: Int, into d: UnsafeMutablePointer<Int8>) -> Float {
+        var amax: Float = 0
+        for i in 0..<dim where s[i].isFinite { amax = max(amax, abs(s[i])) }
+        let ok = amax >= tiny
+        let inv = ok ? 127 / amax : 0
+        for i in 0..<dim {
+            let x = s[i]
+            if x.isNaN || !ok {
+                d[i] = 0
+            } else if x.isInfinite {
+                d[i] = x > 0 ? 127 : -127
+            } else {
+                d[i] = Int8(truncatingIfNeeded: Int32(min(max((x * inv).rounded(.toNearestOrEven), -127), 127)))
+            }
+        }
+        return ok ? amax / 127 : 0
+    }
+
+    static func dequantize(_ q: UnsafePointer<Int8>, rows: Int, dim: Int,
+                           scales: UnsafePointer<Float>, into dst: UnsafeMutablePointer<Float>) {
+        for r in 0..<rows {
+            let s = scales[r], src = q + r * dim, out = dst + r * dim
+            for i in 0..<dim { out[i] = Float(Int32(src[i])) * s }
+        }
+    }
+}
+
+/// IEEE binary16 conversion. Uses the hardware `Float16` where Swift has it, else bit arithmetic
+/// (`floatToHalf` / `halfToFloat`, round to nearest even; tested against `Float16`).
+public enum Half {
+    static func encode(_ src: UnsafePointer<Float>, into dst: UnsafeMutablePointer<UInt16>, count n: Int) {
+        #if arch(x86_64) && os(macOS)
+        for i in 0..<n { dst[i] = floatToHalf(src[i]) }
+        #else
+        for i in 0..<n { dst[i] = Float16(src[i]).bitPattern }
+        #endif
+    }
+
+    static func decode(_ src: UnsafePointer<UInt16>, into dst: UnsafeMutablePointer<Float>, count n: Int) {
+        #if arch(x86_64) && os(macOS)
+        for i in 0..<n { dst[i] = halfToFloat(src[i]) }
+        #else
+        for i in 0..<n { dst[i] = Float(Float16(bitPattern: src[i])) }
+        #endif
+    }
+
+    /// Float → binary16 bits, round to nearest even (after F. Giesen's `float_to_half_fast3_rtne`).
+    public static func floatToHalf(_ f: Float) -> UInt16 {
+        let bits = f.bitPattern
+        let sign = UInt16(truncatingIfNeeded: (bits >> 16) & 0x8000)
+        let a = bits & 0x7FFF_FFFF
+        if a >= 0x4780_0000 {  // ≥ 65536 (2^16): inf, or NaN (quiet)
+            return sign | (a > 0x7F80_0000 ? 0x7E00 : 0x7C00)
+        }
+        if a < 0x3880_0000 {  // below 2^-14: half subnormal or zero; let an f32 add do the rounding
+            let magic = Float(bitPattern: 0x3F00_0000)  // 0.5: its ulp is 2^-24, the half subnormal step
+            let r = (Float(bitPattern: a) + magic).bitPattern &- magic.bitPattern
+            return sign | UInt16(truncatingIfNeeded: r)
+        }
+        let mantOdd = (a >> 13) & 1
+        let r = a &+ 0xC800_0FFF &+ mantOdd  // exponent rebias (−112 << 23) plus rounding bias
+        return sign | UInt16(truncatingIfNeeded: r >> 13)
+    }
+
+    /// binary16 bits → Float (exact).
+    public static func halfToFloat(_ h: UInt16) -> Float {
+        let shiftedExp: UInt32 = 0x7C00 << 13
+        var o = UInt32(h & 0x7FFF) << 13
+        let exp = o & shiftedExp
+        o &+= (127 - 15) << 23
+        if exp == shiftedExp {  // inf / NaN
+            o &+= (128 - 16) << 23
+        } else if exp == 0 {  // zero / subnormal: renormalise
+            o &+= 1 << 23
+            o = (Float(bitPattern: o) - Float(bitPattern: 113 << 23)).bitPattern
+        }
+        return Float(bitPattern: o | UInt32(h & 0x8000) << 16)
+    }
+}

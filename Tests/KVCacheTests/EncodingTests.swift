@@ -1,0 +1,187 @@
+import Foundation
+import KVCache
+import XCTest
+
+final class EncodingTests: XCTestCase {
+    func testBytesPerToken() {
+        // SmolLM2-135M: 30 layers, kvDim 192. Rows: 2 × 30 per token, plus a 4-byte position.
+        XCTAssertEqual(KVEncoding.f32.bytesPerToken(layers: 30, kvDim: 192), 60 * 768 + 4)
+        XCTAssertEqual(KVEncoding.f16.bytesPerToken(layers: 30, kvDim: 192), 60 * 384 + 4)
+        XCTAssertEqual(KVEncoding.int8.bytesPerToken(layers: 30, kvDim: 192), 60 * 196 + 4)
+        XCTAssertEqual(KVEncoding.int8.bytesPerToken(layers: 30, kvDim: 192), 11_764)
+        // Toy shape used by the store tests.
+        XCTAssertEqual(KVEncoding.int8.bytesPerToken(layers: 2, kvDim: 8), 52)
+        XCTAssertEqual(KVEncoding.f16.bytesPerToken(layers: 2, kvDim: 8), 68)
+        XCTAssertEqual(KVEncoding.f32.bytesPerToken(layers: 2, kvDim: 8), 132)
+        for e in KVEncoding.allCases {
+            XCTAssertEqual(Toy.encoded(tokens: 3, seed: 1, encoding: e).byteCount, 3 * e.bytesPerToken(layers: 2, kvDim: 8))
+        }
+        XCTAssertEqual(KVEncoding.default, .int8)
+        XCTAssertEqual(KVEncoding(name: "F16"), .f16)
+        XCTAssertNil(KVEncoding(name: "q4"))
+    }
+
+    func testF32RoundTripIsExact() {
+        let b = Toy.block(tokens: 5, seed: 11, firstPosition: 100)
+        let e = EncodedKV(b, encoding: .f32)
+        XCTAssertEqual(e.decode(), b)
+        XCTAssertEqual(e.positions, [100, 101, 102, 103, 104])
+        // Bitwise too (Equatable on Float would accept -0 == 0).
+        XCTAssertEqual(e.decode().k.map(\.bitPattern), b.k.map(\.bitPattern))
+    }
+
+    func testF16RoundTripWithinHalfPrecision() {
+        let b = Toy.block(tokens: 5, seed: 12, range: 100)
+        let d = EncodedKV(b, encoding: .f16).decode()
+        XCTAssertEqual(d.positions, b.positions)
+        var maxRel: Float = 0
+        for (x, y) in zip(b.k + b.v, d.k + d.v) {
+            // Round to nearest: relative error ≤ 2^-11 for normal halves.
+            XCTAssertLessThanOrEqual(abs(x - y), abs(x) * 0x1p-11, "\(x) → \(y)")
+            maxRel = max(maxRel, abs(x - y) / abs(x))
+        }
+        XCTAssertGreaterThan(maxRel, 0, "f16 is lossy on random data")
+        // Exactly representable values come back exactly; out-of-range values saturate to inf.
+        let special = KVBlock(layers: 1, tokenCount: 1, kvDim: 4, positions: [0],
+                              k: [0.5, -2048, 65504, 70000], v: [0, -0.0, 0x1p-24, 1e-9])
+        let s = EncodedKV(special, encoding: .f16).decode()
+        XCTAssertEqual(s.k, [0.5, -2048, 65504, .infinity])
+        XCTAssertEqual(s.v, [0, 0, 0x1p-24, 0])
+    }
+
+    func testInt8RoundTripErrorWithinHalfAStep() {
+        let b = Toy.block(tokens: 9, seed: 13, range: 5)
+        let e = EncodedKV(b, encoding: .int8)
+        let d = e.decode()
+        XCTAssertEqual(d.positions, b.positions)
+        let rows = 2 * b.layers * b.tokenCount
+        var worst: Float = 0  // max error / scale
+        for r in 0..<rows {
+            let src = r < rows / 2 ? b.k : b.v, dst = r < rows / 2 ? d.k : d.v
+            let base = (r % (rows / 2)) * b.kvDim
+            let amax = (0..<b.kvDim).map { abs(src[base + $0]) }.max()!
+            let scale = amax / 127
+            for i in 0..<b.kvDim {
+                let err = abs(src[base + i] - dst[base + i])
+                // scale / 2, plus float rounding of x·(127/amax) and q·scale (a few ulps of amax).
+                XCTAssertLessThanOrEqual(err, scale / 2 + 4 * amax.ulp, "row \(r) element \(i)")
+                worst = max(worst, err / scale)
+            }
+            // The largest element maps to ±127 and comes back within float rounding.
+            let imax = (0..<b.kvDim).max { abs(src[base + $0]) < abs(src[base + $1]) }!
+            XCTAssertEqual(dst[base + imax], src[base + imax], accuracy: 2 * amax.ulp)
+        }
+        // The bound is tight: some element is close to half a step off (so a coarser grid would fail).
+        XCTAssertGreaterThan(worst, 0.4)
+    }
+
+    func testInt8EdgeRowsDoNotCrash() {
+        let dim = 4
+        let k: [Float] = [0, 0, 0, 0,                      // all zero
+                          0x1p-133, -0x1p-130, 0, 0,       // subnormal: stored as zeros
+                          .nan, 1, -2, 0.5,                // NaN → 0
+                          .infinity, -.infinity, 3, -1]    // ±inf → ±max finite
+        let b = KVBlock(layers: 1, tokenCount: 4, kvDim: dim, positions: [0, 1, 2, 3], k: k, v: k.map { $0 * 2 })
+        let d = EncodedKV(b, encoding: .int8).decode()
+        XCTAssertEqual(Array(d.k[0..<4]), [0, 0, 0, 0])
+        XCTAssertEqual(Array(d.k[4..<8]), [0, 0, 0, 0])
+        XCTAssertEqual(d.k[8], 0)
+        XCTAssertEqual(d.k[9], 1, accuracy: 2 / 127)
+        XCTAssertEqual(d.k[10], -2, accuracy: 1e-6)
+        XCTAssertEqual(d.k[12], 3, accuracy: 1e-6)
+        XCTAssertEqual(d.k[13], -3, accuracy: 1e-6)
+        XCTAssertTrue((d.k + d.v).allSatisfy(\.isFinite))
+    }
+
+    func testDecodeOneLayerIntoBufferMatchesFullDecode() {
+        for enc in KVEncoding.allCases {
+            let b = Toy.block(tokens: 3, seed: 14)
+            let e = EncodedKV(b, encoding: enc)
+            let full = e.decode()
+            let n = b.tokenCount * b.kvDim
+            var buf = [Float](repeating: .nan, count: n + 2)  // guard elements must stay untouched
+            for layer in 0..<b.layers {
+                for c in [EncodedKV.Component.k, .v] {
+                    buf.withUnsafeMutableBufferPointer { e.decode(c, layer: layer, into: $0.baseAddress! + 1) }
+                    let src = c == .k ? full.k : full.v
+                    XCTAssertEqual(Array(buf[1...n]), Array(src[(layer * n)..<((layer + 1) * n)]), "\(enc) \(c) \(layer)")
+                    XCTAssertTrue(buf[0].isNaN && buf[n + 1].isNaN, "wrote outside its range")
+                }
+            }
+        }
+    }
+
+    func testWrappingABodyChecksItsSize() {
+        let e = Toy.encoded(tokens: 2, seed: 1)
+        XCTAssertEqual(EncodedKV(encoding: .int8, layers: 2, tokenCount: 2, kvDim: 8, body: e.body), e)
+        XCTAssertNil(EncodedKV(encoding: .int8, layers: 2, tokenCount: 2, kvDim: 8, body: Array(e.body.dropLast())))
+        XCTAssertNil(EncodedKV(encoding: .f16, layers: 2, tokenCount: 2, kvDim: 8, body: e.body))
+        XCTAssertNil(EncodedKV(encoding: .int8, layers: 0, tokenCount: 2, kvDim: 8, body: e.body))
+        XCTAssertNil(EncodedKV(encoding: .int8, layers: 2, tokenCount: -2, kvDim: 8, body: e.body))
+    }
+
+    #if !(arch(x86_64) && os(macOS))  // Float16 is unavailable there
+    func testHalfBitConversionMatchesFloat16() {
+        // Every half → float, and the float → half of each of them and of their neighbours.
+        for h in UInt16.min...UInt16.max {
+            let f = Half.halfToFloat(h)
+            let ref = Float(Float16(bitPattern: h))
+            if ref.isNaN {
+                XCTAssertTrue(f.isNaN)
+                XCTAssertEqual(Half.floatToHalf(f) & 0x7C00, 0x7C00)
+                continue
+            }
+            XCTAssertEqual(f.bitPattern, ref.bitPattern, "half \(h)")
+            XCTAssertEqual(Half.floatToHalf(f), h, "exact \(f)")
+            for g in [f.nextUp, f.nextDown, Float(bitPattern: f.bitPattern &+ 0x1000)] where g.isFinite {
+                XCTAssertEqual(Half.floatToHalf(g), Float16(g).bitPattern, "float \(g)")
+            }
+        }
+        var rng = SplitMix(seed: 15)
+        for _ in 0..<100_000 {
+            let f = Float(bitPattern: UInt32(truncatingIfNeeded: rng.next()))
+            guard !f.isNaN else { continue }
+            XCTAssertEqual(Half.floatToHalf(f), Float16(f).bitPattern, "float \(f)")
+        }
+    }
+    #endif
+
+    /// Throughput at the real model's shape (one 256-token chunk, 30 layers, kvDim 192), decoding
+    /// into a full-size destination as the engine's cache would be (11.8 MB, not cache-resident).
+    /// Printed, not asserted: debug builds are many times slower than release.
+    func testThroughputReport() {
+        #if DEBUG
+        let (build, reps, tokens) = ("debug", 1, 16)  // only checks the code path; numbers are meaningless
+        #else
+        let (build, reps, tokens) = ("release", 20, 256)
+        #endif
+        let layers = 30, dim = 192
+        let b = Toy.block(tokens: tokens, seed: 16, layers: layers, kvDim: dim)
+        let f32Bytes = Double(2 * b.floatsPerComponent * 4)
+        let n = tokens * dim
+        var out = [Float](repeating: 0, count: 2 * layers * n)
+        for enc in KVEncoding.allCases {
+            var e = EncodedKV(b, encoding: enc)
+            let t0 = DispatchTime.now().uptimeNanoseconds
+            for _ in 0..<reps { e = EncodedKV(b, encoding: enc) }
+            let t1 = DispatchTime.now().uptimeNanoseconds
+            for _ in 0..<reps {
+                out.withUnsafeMutableBufferPointer { p in
+                    for l in 0..<layers {
+                        e.decode(.k, layer: l, into: p.baseAddress! + l * n)
+                        e.decode(.v, layer: l, into: p.baseAddress! + (layers + l) * n)
+                    }
+                }
+            }
+            let t2 = DispatchTime.now().uptimeNanoseconds
+            let enc_s = Double(t1 - t0) / 1e9 / Double(reps), dec_s = Double(t2 - t1) / 1e9 / Double(reps)
+            print(String(format: "[kvcache %@] %@: %d B/token; encode %.0f MB/s, decode %.0f MB/s (f32 side), %.2f ms per %d-token chunk",
+                         build, enc.description, e.byteCount / tokens, f32Bytes / enc_s / 1e6, f32Bytes / dec_s / 1e6,
+                         dec_s * 1e3, tokens))
+            XCTAssertEqual(e.byteCount, tokens * enc.bytesPerToken(layers: layers, kvDim: dim))
+            let ref = e.decode()
+            XCTAssertEqual(Array(out[0..<(layers * n)]), ref.k)
+            XCTAssertEqual(Array(out[(layers * n)...]), ref.v)
+        }
+    }
+}

@@ -1,5 +1,0 @@
-import XCTest
-
-final class KVCachePlaceholderTests: XCTestCase {
-    func testModuleLoads() { XCTAssertTrue(true) }
-}
