@@ -35,10 +35,29 @@ public struct EngineRequest: Sendable {
     public var segments: [PromptSegment]
     public var maxTokens: Int
     public var sampling: Sampling
-    public init(segments: [PromptSegment], maxTokens: Int, sampling: Sampling = .greedy) {
+    /// When the request was submitted (`DispatchTime` nanoseconds), before tokenising: TTFT counts
+    /// from here. nil: from the call to `generate`.
+    public var submittedAt: UInt64?
+    /// Tokens that close an assistant turn in the chat format (ChatML: `<|im_end|>`, `\n`). The
+    /// cached engine encodes the answer plus these after answering, so the next turn, whose history
+    /// holds exactly these tokens, reuses them.
+    public var turnSuffix: [Int32]
+    /// Keep the logits of every generated step (for quality measurements).
+    public var collectLogits: Bool
+    /// After generating, score this continuation teacher-forced from the same prompt cache and
+    /// return its per-step logits (the bench's answer KL). Not timed into TTFT.
+    public var teacherForce: [Int32]?
+
+    public init(segments: [PromptSegment], maxTokens: Int, sampling: Sampling = .greedy,
+                submittedAt: UInt64? = nil, turnSuffix: [Int32] = [], collectLogits: Bool = false,
+                teacherForce: [Int32]? = nil) {
         self.segments = segments
         self.maxTokens = maxTokens
         self.sampling = sampling
+        self.submittedAt = submittedAt
+        self.turnSuffix = turnSuffix
+        self.collectLogits = collectLogits
+        self.teacherForce = teacherForce
     }
     public var promptTokens: [Int32] { segments.flatMap(\.tokens) }
 }
@@ -62,6 +81,10 @@ public struct RequestStats: Sendable, Hashable {
     public var storeBytesDisk = 0
     public var evictions = 0
     public var recomputeRatio = 0.0   // setting in force
+    /// Reused-segment tokens run through the early check layers to choose what to recompute.
+    public var checkedTokens = 0
+    /// Time after the answer spent re-encoding it for the next turn (not part of TTFT).
+    public var postAnswerSeconds = 0.0
 
     public init() {}
 
@@ -92,10 +115,35 @@ public struct GenerationResult: Sendable {
     public var tokens: [Int32]
     public var text: String
     public var stats: RequestStats
-    public init(tokens: [Int32], text: String, stats: RequestStats) {
+    /// Logits that produced the first token.
+    public var firstTokenLogits: [Float]?
+    /// Logits of every generated step, when `collectLogits` was set.
+    public var stepLogits: [[Float]]?
+    /// Teacher-forced logits of `teacherForce`, one array per token of it.
+    public var teacherLogits: [[Float]]?
+    public init(tokens: [Int32], text: String, stats: RequestStats, firstTokenLogits: [Float]? = nil,
+                stepLogits: [[Float]]? = nil, teacherLogits: [[Float]]? = nil) {
         self.tokens = tokens
         self.text = text
         self.stats = stats
+        self.firstTokenLogits = firstTokenLogits
+        self.stepLogits = stepLogits
+        self.teacherLogits = teacherLogits
+    }
+}
+
+public enum EngineError: Error, CustomStringConvertible, Equatable {
+    case emptyPrompt
+    case promptTooLong(tokens: Int, maxTokens: Int, context: Int)
+    case invalidToken(Int32)
+
+    public var description: String {
+        switch self {
+        case .emptyPrompt: return "the prompt is empty"
+        case .promptTooLong(let n, let m, let c):
+            return "prompt of \(n) tokens plus \(m) to generate exceeds the model's context of \(c) tokens"
+        case .invalidToken(let t): return "token id \(t) is outside the vocabulary"
+        }
     }
 }
 
@@ -119,4 +167,14 @@ public protocol InferenceEngine: AnyObject {
     func cacheState(of tokens: [Int32]) -> SegmentCacheState
     /// Sum over all requests since the last reset.
     var cumulative: RequestStats { get }
+    /// KV bytes currently held: the live context and the store tiers.
+    var memory: MemoryStats { get }
+}
+
+public struct MemoryStats: Sendable, Hashable {
+    public var liveKVBytes = 0
+    public var storeRAMBytes = 0
+    public var storeDiskBytes = 0
+    public var storeRAMCapacity = 0
+    public init() {}
 }

@@ -18,22 +18,45 @@ public final class LlamaContext: @unchecked Sendable {
 
     public enum LogitRows: Sendable { case none, last, all }
 
+    /// CacheBlend's selective recompute, folded into one forward pass.
+    ///
+    /// Some rows of the batch are *candidates*: tokens whose K/V were loaded from the store and
+    /// re-positioned, already sitting in their cache slots. Every row runs through the layers up to
+    /// and including the last check layer; at each check layer, before a candidate's fresh K/V
+    /// overwrite its loaded K/V, their squared deviation is added to the candidate's score. After the
+    /// last check layer only the fresh rows, the `keep` highest-scoring candidates and the
+    /// `alwaysKeep` rows go on; the other candidates keep their loaded K/V in the later layers.
+    public struct BlendPlan: Sendable {
+        public var candidates: [Int]        // batch rows whose K/V were loaded
+        public var checkLayers: [Int]       // e.g. [1, 2, 3]
+        public var keep: Int                // candidates to recompute in every layer
+        public var alwaysKeep: Set<Int>     // candidate rows recomputed regardless (segment starts)
+        public init(candidates: [Int], checkLayers: [Int], keep: Int, alwaysKeep: Set<Int> = []) {
+            self.candidates = candidates
+            self.checkLayers = checkLayers
+            self.keep = keep
+            self.alwaysKeep = alwaysKeep
+        }
+    }
+
     /// The transformer over a batch of tokens.
     ///
     /// `tokens[t]` sits at `positions[t]`. Its K/V go into `cache` at `slots[t]` (existing slots
     /// are overwritten and relabelled), or at new slots appended to the cache when `slots` is nil.
     /// Each query attends to every cache slot whose position is ≤ its own.
-    /// Returns logits [rows, V] for the rows asked for.
+    /// Returns logits [rows, V] for the rows asked for (with a blend plan, `.all` means the rows
+    /// that ran to the end, in batch order).
     @discardableResult
     public func forward(tokens: [Int32], positions: [Int32], cache: KVState, slots: [Int]? = nil,
-                        logits: LogitRows = .last) -> [Float] {
+                        logits: LogitRows = .last, blend: BlendPlan? = nil,
+                        recomputed: UnsafeMutablePointer<[Int]>? = nil) -> [Float] {
         let c = config, w = model.weights
-        let T = tokens.count
+        var T = tokens.count
         precondition(T > 0 && positions.count == T)
-        let D = c.dim, KV = c.kvDim, F = c.ffnDim, Dh = c.headDim
+        let D = c.dim, KV = c.kvDim, F = c.ffnDim
 
         // Slots this batch writes.
-        let slotIndex: [Int]
+        var slotIndex: [Int]
         if let slots {
             precondition(slots.count == T)
             for t in 0..<T { cache.setSlot(slots[t], token: tokens[t], position: positions[t]) }
@@ -47,8 +70,19 @@ public final class LlamaContext: @unchecked Sendable {
         let att = buf.att, tmp = buf.tmp, gate = buf.gate, up = buf.up // [T,D] [T,D] [T,F] [T,F]
 
         let rope = RoPE(config: c)
-        let table = rope.table(positions: positions)                   // [T, ropeDim/2]
+        var pos = positions
+        var table = rope.table(positions: pos)                          // [T, ropeDim/2]
         for t in 0..<T { w.embed(tokens[t], into: x + t * D) }
+
+        // Blend bookkeeping: which batch row each current row came from, and candidate scores.
+        var rowOrigin = Array(0..<T)
+        var deviation = [Float](repeating: 0, count: T)
+        let isCandidate: [Bool] = {
+            var m = [Bool](repeating: false, count: T)
+            for r in blend?.candidates ?? [] { m[r] = true }
+            return m
+        }()
+        let lastCheck = blend?.checkLayers.max() ?? -1
 
         for l in 0..<c.layers {
             let L = w.layers[l]
@@ -61,13 +95,25 @@ public final class LlamaContext: @unchecked Sendable {
                 Kernels.matmul(xn, rows: T, L.wk, k, threads: threads)
                 Kernels.matmul(xn, rows: T, L.wv, v, threads: threads)
             }
+            let checking = blend?.checkLayers.contains(l) ?? false
+            let Kc = cache.keys(layer: l), Vc = cache.values(layer: l)
             for t in 0..<T {
                 rope.apply(q + t * D, heads: c.heads, table: table, row: t)
                 rope.apply(k + t * KV, heads: c.kvHeads, table: table, row: t)
+                if checking && isCandidate[rowOrigin[t]] {
+                    // Deviation of the fresh K/V from the loaded K/V still in the slot.
+                    let s = slotIndex[t]
+                    var d: Float = 0
+                    for i in 0..<KV {
+                        let dk = k[t * KV + i] - Kc[s * KV + i], dv = v[t * KV + i] - Vc[s * KV + i]
+                        d += dk * dk + dv * dv
+                    }
+                    deviation[rowOrigin[t]] += d
+                }
                 // K (rotated) and V into the cache.
                 cache.write(layer: l, slot: slotIndex[t], k: k + t * KV, v: v + t * KV, count: 1)
             }
-            attention(q: q, positions: positions, cache: cache, layer: l, out: att)
+            attention(q: q, positions: pos, cache: cache, layer: l, out: att)
             if T == 1 { gemvMany(att, dim: D, [(L.qo, tmp)]) } else { Kernels.matmul(att, rows: T, L.wo, tmp, threads: threads) }
             for i in 0..<(T * D) { x[i] += tmp[i] }
 
@@ -82,6 +128,26 @@ public final class LlamaContext: @unchecked Sendable {
             Kernels.siluMul(gate, up, T * F)                              // gate = silu(gate) · up
             if T == 1 { gemvMany(gate, dim: F, [(L.qDown, tmp)]) } else { Kernels.matmul(gate, rows: T, L.wDown, tmp, threads: threads) }
             for i in 0..<(T * D) { x[i] += tmp[i] }
+
+            // ---- CacheBlend: after the last check layer, keep only the rows worth recomputing ----
+            if let plan = blend, l == lastCheck {
+                let ranked = plan.candidates.sorted { deviation[$0] > deviation[$1] }
+                var keepRow = [Bool](repeating: false, count: T)
+                for r in ranked.prefix(max(0, plan.keep)) { keepRow[r] = true }
+                for r in plan.alwaysKeep { keepRow[r] = true }
+                for r in 0..<T where !isCandidate[r] { keepRow[r] = true }
+                let kept = (0..<T).filter { keepRow[$0] }
+                recomputed?.pointee = kept.filter { isCandidate[$0] }
+                // Compact the surviving rows to the front (kept is increasing, so in place is safe).
+                for (i, r) in kept.enumerated() where i != r {
+                    (x + i * D).update(from: x + r * D, count: D)
+                }
+                rowOrigin = kept
+                slotIndex = kept.map { slotIndex[$0] }
+                pos = kept.map { positions[$0] }
+                table = rope.table(positions: pos)
+                T = kept.count
+            }
         }
 
         // ---- output head: logits for the rows asked for ----

@@ -41,6 +41,9 @@ public final class KVState: @unchecked Sendable {
         func grow(_ old: [UnsafeMutablePointer<Float>]) -> [UnsafeMutablePointer<Float>] {
             (0..<config.layers).map { l in
                 let p = UnsafeMutablePointer<Float>.allocate(capacity: newCap * d)
+                // Zeroed: a slot claimed but not yet computed must never hold NaN bit patterns
+                // (masked attention weights are 0, and 0 · NaN is NaN).
+                p.initialize(repeating: 0, count: newCap * d)
                 if l < old.count { p.update(from: old[l], count: count * d); old[l].deallocate() }
                 return p
             }

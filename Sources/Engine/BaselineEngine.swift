@@ -1,0 +1,58 @@
+import Llama
+import Tokenizer
+
+/// A normal KV-cached engine: every request prefills its whole prompt (in ubatches, with a KV
+/// cache within the request, as any serving engine without prefix caching) and drops the KV after.
+public final class BaselineEngine: InferenceEngine {
+    public let label = "baseline"
+    public private(set) var cumulative = RequestStats()
+    public var memory: MemoryStats { MemoryStats() }   // nothing is kept between requests
+    let core: EngineCore
+    /// Tokens per prefill batch (progress is reported between batches).
+    public var ubatch = 512
+
+    public init(model: LlamaModel, tokenizer: Tokenizer, threads: Int) {
+        core = EngineCore(model: model, tokenizer: tokenizer, threads: threads)
+    }
+
+    public func reset() { cumulative = RequestStats() }
+    public func cacheState(of tokens: [Int32]) -> SegmentCacheState { .notCached }
+
+    public func generate(_ request: EngineRequest, cancel: CancelFlag?,
+                         onEvent: (EngineEvent) -> Void) throws -> GenerationResult {
+        let start = request.submittedAt ?? EngineCore.now()
+        let prompt = try core.validate(request)
+        onEvent(.started(promptTokens: prompt.count))
+        let cache = KVState(config: core.model.config, capacity: prompt.count + request.maxTokens)
+        var logits: [Float] = []
+        var done = 0
+        let t0 = EngineCore.now()
+        while done < prompt.count {
+            let n = min(ubatch, prompt.count - done)
+            let last = done + n == prompt.count
+            logits = core.ctx.forward(tokens: Array(prompt[done..<(done + n)]),
+                                      positions: (done..<(done + n)).map { Int32($0) },
+                                      cache: cache, logits: last ? .last : .none)
+            done += n
+            onEvent(.prefillProgress(done: done, total: prompt.count))
+        }
+        var stats = RequestStats()
+        stats.promptTokens = prompt.count
+        stats.computedFresh = prompt.count
+        stats.prefillSeconds = EngineCore.seconds(t0, EngineCore.now())
+        let promptCache = request.teacherForce != nil ? cache.copy() : nil
+        let d = core.decode(from: logits, cache: cache, request: request, start: start, cancel: cancel, onEvent: onEvent)
+        stats.ttftSeconds = d.ttft
+        stats.decodeSeconds = d.decodeSeconds
+        stats.generatedTokens = d.tokens.count + (d.endedWithEOG ? 1 : 0)
+        stats.kvBytesLive = cache.bytes
+        var result = GenerationResult(tokens: d.tokens, text: d.text, stats: stats,
+                                      firstTokenLogits: d.firstLogits, stepLogits: d.stepLogits)
+        if let tf = request.teacherForce, let promptCache {
+            result.teacherLogits = core.score(tf, after: d.firstLogits, cache: promptCache)
+        }
+        cumulative.accumulate(stats)
+        onEvent(.finished(stats))
+        return result
+    }
+}

@@ -1,0 +1,298 @@
+import KVCache
+import Llama
+import Tokenizer
+
+/// The cached engine. For each part of the prompt, in order of preference:
+///
+/// 1. **Exact prefix reuse**: the longest token prefix already held, from the previous turn's
+///    live cache or from the store's chain of chunks (key = hash(parent, chunk tokens)).
+/// 2. **Segment reuse (CacheBlend)**: a document or earlier turn whose tokens are stored but which
+///    now sits elsewhere is loaded, its keys re-rotated to the new positions (RoPE delta), and a
+///    share of its tokens — those whose K/V deviate most on the check layers — recomputed.
+/// 3. **Compute the rest** in one batched forward at the true positions.
+///
+/// Afterwards it encodes the answer for the next turn and stores this request's chunks and segments.
+public final class ReuseEngine: InferenceEngine {
+    public struct Options: Sendable {
+        /// Share of reused-segment tokens recomputed (CacheBlend). 0 = none, 1 = all.
+        public var recomputeRatio = 0.15
+        /// Layers whose K/V deviation chooses the tokens to recompute.
+        public var checkLayers = [1, 2, 3]
+        /// The first tokens of every reused segment are always recomputed.
+        public var segmentHeadTokens = 4
+        /// Segments shorter than this are computed, not looked up.
+        public var minSegmentTokens = 16
+        public var encoding: KVEncoding = .int8
+        public var ramBytes = 512 << 20
+        public var diskDirectory: String?
+        public var diskBytes = 2 << 30
+        public var chunkSize = 256
+        public init() {}
+    }
+
+    public let label = "cached"
+    public let options: Options
+    public let store: TieredStore
+    public private(set) var cumulative = RequestStats()
+    let core: EngineCore
+
+    /// The previous request's context: prompt, answer and turn suffix.
+    private var live: KVState
+    /// Slots `0..<liveExact` hold KV exactly as a prefill of those tokens computes it, at
+    /// positions 0..<liveExact. Beyond it KV is blended (approximate) and never reused as exact.
+    private var liveExact = 0
+
+    public init(model: LlamaModel, tokenizer: Tokenizer, threads: Int, options: Options = Options()) throws {
+        self.options = options
+        core = EngineCore(model: model, tokenizer: tokenizer, threads: threads)
+        let c = model.config
+        store = try TieredStore(.init(fingerprint: ModelFingerprint(components: [model.fingerprint]),
+                                      layers: c.layers, kvDim: c.kvDim, encoding: options.encoding,
+                                      ramCapacityBytes: options.ramBytes, diskDirectory: options.diskDirectory,
+                                      diskCapacityBytes: options.diskBytes, chunkSize: options.chunkSize))
+        live = KVState(config: c)
+    }
+
+    public var memory: MemoryStats {
+        let s = store.stats
+        var m = MemoryStats()
+        m.liveKVBytes = live.bytes
+        m.storeRAMBytes = s.ramBytes
+        m.storeDiskBytes = s.diskBytes
+        m.storeRAMCapacity = s.ramCapacityBytes
+        return m
+    }
+
+    public func reset() {
+        store.clear(wipeDisk: true)
+        live.clear()
+        liveExact = 0
+        cumulative = RequestStats()
+    }
+
+    public func cacheState(of tokens: [Int32]) -> SegmentCacheState {
+        store.contains(store.segmentKey(for: tokens)) ? .cached : .notCached
+    }
+
+    /// Drops the previous turn's live context (a new conversation); the store is kept.
+    public func forgetLiveContext() {
+        live.clear()
+        liveExact = 0
+    }
+
+    // MARK: - generate
+
+    public func generate(_ request: EngineRequest, cancel: CancelFlag?,
+                         onEvent: (EngineEvent) -> Void) throws -> GenerationResult {
+        let start = request.submittedAt ?? EngineCore.now()
+        let prompt = try core.validate(request)
+        let config = core.model.config
+        onEvent(.started(promptTokens: prompt.count))
+        var stats = RequestStats()
+        stats.promptTokens = prompt.count
+        stats.recomputeRatio = options.recomputeRatio
+        let storeBefore = store.stats
+
+        // ---- 1. exact prefix: live context or stored chunk chain ----
+        var liveMatch = 0
+        let liveTokens = live.tokens
+        while liveMatch < min(liveExact, prompt.count) && liveTokens[liveMatch] == prompt[liveMatch] { liveMatch += 1 }
+        let match = store.matchPrefix(tokens: prompt)
+        let work: KVState
+        var prefix = 0
+        if liveMatch > 0 && liveMatch >= match.tokenCount {
+            work = live
+            work.truncate(to: liveMatch)
+            prefix = liveMatch
+        } else {
+            work = live
+            work.clear()
+            for key in match.keys {
+                guard let entry = store.get(key), entry.tokenCount == key.tokenCount else { break }
+                load(entry, tokens: Array(prompt[key.tokenRange]), into: work)
+                prefix = key.tokenRange.upperBound
+            }
+        }
+        // The last prompt token is always computed: its logits give the first token.
+        if prefix == prompt.count {
+            prefix -= 1
+            work.truncate(to: prefix)
+        }
+        work.reserve(prompt.count + request.maxTokens + request.turnSuffix.count + 1)
+
+        // ---- 2. segments after the prefix: reuse (blend) or compute ----
+        var candidates: [Int] = []          // batch rows with loaded KV
+        var segmentHeads = Set<Int>()
+        var blendedSegments = Set<Int>()    // segment indices
+        var offset = 0
+        for (si, seg) in request.segments.enumerated() {
+            let a = offset, b = offset + seg.tokens.count
+            offset = b
+            guard b > prefix else { continue }
+            let from = max(a, prefix)
+            let reusable: Bool = {
+                guard from == a, b < prompt.count, seg.tokens.count >= options.minSegmentTokens else { return false }
+                if case .question = seg.role { return false }
+                if case .system = seg.role { return false }
+                return true
+            }()
+            if reusable, let entry = store.get(store.segmentKey(for: seg.tokens)), entry.tokenCount == seg.tokens.count {
+                let slots = load(entry, tokens: seg.tokens, into: work)
+                work.shift(slots, by: Int32(a) - entry.positions[0])
+                blendedSegments.insert(si)
+                for r in slots { candidates.append(r - prefix) }
+                for r in slots.prefix(options.segmentHeadTokens) { segmentHeads.insert(r - prefix) }
+            } else {
+                work.append(tokens: Array(prompt[from..<b]), positions: (from..<b).map { Int32($0) })
+            }
+        }
+        precondition(work.count == prompt.count && work.positions.last == Int32(prompt.count - 1))
+        stats.lookupSeconds = store.stats.lookupSeconds - storeBefore.lookupSeconds
+        stats.loadSeconds = store.stats.loadSeconds - storeBefore.loadSeconds
+
+        // ---- 3. one batched forward over everything not reused exactly ----
+        let t0 = EngineCore.now()
+        let rows = Array(prefix..<prompt.count)
+        var logits: [Float]
+        var recomputed: [Int] = []
+        if candidates.isEmpty {
+            logits = prefill(rows: rows, prompt: prompt, cache: work, onEvent: onEvent)
+        } else if options.recomputeRatio <= 0 {
+            // Pure reuse: only the fresh rows run.
+            let candidateSet = Set(candidates)
+            let fresh = rows.indices.filter { !candidateSet.contains($0) }.map { rows[$0] }
+            logits = core.ctx.forward(tokens: fresh.map { prompt[$0] }, positions: fresh.map { Int32($0) },
+                                      cache: work, slots: fresh)
+        } else {
+            let keep = Int((options.recomputeRatio * Double(candidates.count)).rounded())
+            let plan = LlamaContext.BlendPlan(candidates: candidates, checkLayers: options.checkLayers,
+                                              keep: keep, alwaysKeep: segmentHeads)
+            logits = core.ctx.forward(tokens: rows.map { prompt[$0] }, positions: rows.map { Int32($0) },
+                                      cache: work, slots: rows, blend: plan, recomputed: &recomputed)
+            stats.checkedTokens = candidates.count
+        }
+        onEvent(.prefillProgress(done: prompt.count, total: prompt.count))
+        stats.prefillSeconds = EngineCore.seconds(t0, EngineCore.now())
+        stats.reusedExact = prefix
+        stats.recomputed = recomputed.count
+        stats.reusedBlended = options.recomputeRatio <= 0 ? candidates.count : candidates.count - recomputed.count
+        stats.computedFresh = prompt.count - prefix - candidates.count
+
+        // ---- decode ----
+        let promptCache = request.teacherForce != nil ? work.copy() : nil
+        let d = core.decode(from: logits, cache: work, request: request, start: start, cancel: cancel, onEvent: onEvent)
+        stats.ttftSeconds = d.ttft
+        stats.decodeSeconds = d.decodeSeconds
+        stats.generatedTokens = d.tokens.count + (d.endedWithEOG ? 1 : 0)
+        var result = GenerationResult(tokens: d.tokens, text: d.text, stats: stats,
+                                      firstTokenLogits: d.firstLogits, stepLogits: d.stepLogits)
+        if let tf = request.teacherForce, let promptCache {
+            result.teacherLogits = core.score(tf, after: d.firstLogits, cache: promptCache)
+        }
+
+        // ---- after the answer: encode it for the next turn, store chunks and segments ----
+        let t1 = EngineCore.now()
+        let firstBlended = candidates.isEmpty ? prompt.count : prefix + candidates[0]
+        work.truncate(to: prompt.count)
+        if firstBlended == prompt.count && cancel?.isCancelled != true {
+            // The answer's decode-time KV came from int8 activations; a batch prefill computes
+            // it the way the baseline will, so the next turn's exact reuse stays exact.
+            let tail = d.tokens + request.turnSuffix
+            if !tail.isEmpty {
+                core.ctx.forward(tokens: tail, positions: (0..<tail.count).map { Int32(prompt.count + $0) },
+                                 cache: work, logits: .none)
+            }
+            liveExact = work.count
+        } else {
+            liveExact = firstBlended
+        }
+        live = work
+        storeChunks(upTo: liveExact)
+        storeSegments(request.segments, skipping: blendedSegments, exactUpTo: liveExact,
+                      answer: firstBlended == prompt.count ? d.tokens + request.turnSuffix : nil)
+        stats.postAnswerSeconds = EngineCore.seconds(t1, EngineCore.now())
+
+        let after = store.stats
+        stats.kvBytesLive = live.bytes
+        stats.storeBytesRAM = after.ramBytes
+        stats.storeBytesDisk = after.diskBytes
+        stats.evictions = after.evictions
+        result.stats = stats
+        cumulative.accumulate(stats)
+        onEvent(.finished(stats))
+        return result
+    }
+
+    /// Fresh rows only: prefill in ubatches with progress events.
+    private func prefill(rows: [Int], prompt: [Int32], cache: KVState, onEvent: (EngineEvent) -> Void) -> [Float] {
+        var logits: [Float] = []
+        var i = 0
+        while i < rows.count {
+            let n = min(512, rows.count - i)
+            let part = Array(rows[i..<(i + n)])
+            logits = core.ctx.forward(tokens: part.map { prompt[$0] }, positions: part.map { Int32($0) },
+                                      cache: cache, slots: part, logits: i + n == rows.count ? .last : .none)
+            i += n
+            onEvent(.prefillProgress(done: part.last! + 1, total: prompt.count))
+        }
+        return logits
+    }
+
+    // MARK: - store
+
+    /// Appends a stored entry's KV (at its stored positions) to `cache`; returns the slots.
+    @discardableResult
+    private func load(_ entry: EncodedKV, tokens: [Int32], into cache: KVState) -> Range<Int> {
+        let r = cache.append(tokens: tokens, positions: entry.positions)
+        let d = cache.kvDim
+        for l in 0..<cache.config.layers {
+            entry.decode(.k, layer: l, into: cache.keys(layer: l) + r.lowerBound * d)
+            entry.decode(.v, layer: l, into: cache.values(layer: l) + r.lowerBound * d)
+        }
+        return r
+    }
+
+    private func block(_ slots: Range<Int>) -> KVBlock {
+        let c = live.config, n = slots.count, d = c.kvDim
+        var k = [Float](), v = [Float]()
+        k.reserveCapacity(c.layers * n * d)
+        v.reserveCapacity(c.layers * n * d)
+        for l in 0..<c.layers {
+            let (kl, vl) = live.read(layer: l, slots: slots)
+            k += kl
+            v += vl
+        }
+        return KVBlock(layers: c.layers, tokenCount: n, kvDim: d, positions: Array(live.positions[slots]), k: k, v: v)
+    }
+
+    private func storeChunks(upTo n: Int) {
+        guard n > 0 else { return }
+        for key in store.prefixKeys(for: Array(live.tokens[0..<n])) where !store.contains(key) {
+            store.put(key, block: block(key.tokenRange))
+        }
+    }
+
+    private func storeSegments(_ segments: [PromptSegment], skipping blended: Set<Int>, exactUpTo exact: Int, answer: [Int32]?) {
+        var offset = 0
+        for (i, seg) in segments.enumerated() {
+            let r = offset..<(offset + seg.tokens.count)
+            offset = r.upperBound
+            guard !blended.contains(i), seg.tokens.count >= options.minSegmentTokens else { continue }
+            switch seg.role {
+            case .document, .history:
+                let key = store.segmentKey(for: seg.tokens)
+                if !store.contains(key) { store.put(key, block: block(r)) }
+            case .question:
+                // The question with its answer is the next turn's history segment.
+                if let answer, r.upperBound + answer.count <= live.count {
+                    let tokens = seg.tokens + answer
+                    let key = store.segmentKey(for: tokens)
+                    if !store.contains(key) { store.put(key, block: block(r.lowerBound..<(r.upperBound + answer.count))) }
+                }
+            case .system:
+                break
+            }
+        }
+        _ = exact
+    }
+}
