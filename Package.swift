@@ -66,8 +66,9 @@ let package = Package(
                     resources: [.copy("Fixtures")]),
         .testTarget(name: "KVCacheTests", dependencies: ["KVCache"]),
         .testTarget(name: "EngineTests", dependencies: ["Engine", "Llama", "KVCache", "TestSupport"]),
-        .testTarget(name: "DuelCoreTests", dependencies: ["DuelCore"]),
-        .testTarget(name: "TerminalUITests", dependencies: ["TerminalUI", "DuelCore"]),
+        .testTarget(name: "DuelCoreTests", dependencies: ["DuelCore", "Engine"]),
+        .testTarget(name: "TerminalUITests", dependencies: ["TerminalUI", "DuelCore", "Engine"],
+                    resources: [.copy("Snapshots")]),
     ],
     swiftLanguageModes: [.v5]
 )

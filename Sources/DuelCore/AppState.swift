@@ -19,8 +19,10 @@ public struct Block: Sendable, Hashable {
 public enum TranscriptEntry: Sendable, Hashable {
     case user(String)
     case answer(String, complete: Bool)
-    /// A dim one-liner: per-turn numbers, errors, separators.
+    /// A dim one-liner: errors, separators.
     case note(String)
+    /// The numbers of a finished answer, shown under it.
+    case turnStats(RequestStats)
 }
 
 public enum PanePhase: Sendable, Hashable {
@@ -50,11 +52,10 @@ public struct PaneState: Sendable, Hashable {
     public var ttftHistory: [Double] = []
     public init() {}
 
-    /// The answer being streamed (or the last one).
-    public var currentAnswer: String? {
+    /// The text of the newest answer entry.
+    public var lastAnswer: String? {
         for e in transcript.reversed() {
             if case .answer(let s, _) = e { return s }
-            if case .user = e { return nil }
         }
         return nil
     }
@@ -103,7 +104,10 @@ public struct AppState: Sendable, Hashable {
     /// The conversation sent to both engines, built from the baseline's answers.
     public var history: [Turn] = []
     public var pendingQuestion: String?
+    /// The answer check of the last turn both engines finished (kept until the next one arrives).
     public var divergence: Divergence?
+    /// The turn (1-based) `divergence` belongs to.
+    public var divergenceTurn = 0
     /// Transcript scroll, in lines back from the newest.
     public var scroll = 0
     /// One-line notice shown above the input line.

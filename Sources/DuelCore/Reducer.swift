@@ -60,7 +60,6 @@ public func reduce(_ state: inout AppState, _ action: Action) -> [Effect] {
         state.input = LineEditor()
         state.notice = nil
         state.scroll = 0
-        state.divergence = nil
         state.pendingQuestion = q
         for p in PaneID.allCases {
             state[p].transcript.append(.user(q))
@@ -180,14 +179,16 @@ public func reduce(_ state: inout AppState, _ action: Action) -> [Effect] {
         if case .answer(let s, _)? = state[p].transcript.last {
             state[p].transcript[state[p].transcript.count - 1] = .answer(s, complete: true)
         }
+        state[p].transcript.append(.turnStats(stats))
     case .engineFailed(let p, let message):
         state[p].phase = .failed(message)
         state[p].transcript.append(.note("error: \(message)"))
     case .divergenceMeasured(let d):
         state.divergence = d
+        state.divergenceTurn = state.turnsCompleted + 1
     case .turnCompleted:
         guard let q = state.pendingQuestion else { return [] }
-        let answer = state[.baseline].currentAnswer ?? ""
+        let answer = state[.baseline].lastAnswer ?? ""
         state.history.append(Turn(question: q, answer: answer))
         state.pendingQuestion = nil
         state.turnsCompleted += 1
