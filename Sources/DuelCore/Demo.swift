@@ -187,13 +187,19 @@ public final class DemoEngine: InferenceEngine, @unchecked Sendable {
         let qWords = Set(words(question.lowercased()).map { $0.trimmingCharacters(in: .punctuationCharacters) })
             .subtracting(Self.stopWords)
         var best: (score: Int, sentence: String) = (0, "")
+        func keyWords(_ s: Substring) -> Set<String> {
+            Set(words(s.lowercased()).map { $0.trimmingCharacters(in: .punctuationCharacters) })
+        }
         for seg in request.segments {
             guard case .document = seg.role else { continue }
-            let text = vocabulary.decode(seg.tokens).replacingOccurrences(of: "<doc> ", with: "")
+            let decoded = vocabulary.decode(seg.tokens).replacingOccurrences(of: "<doc> ", with: "")
                 .replacingOccurrences(of: " </doc>", with: "")
+            // "<doc> Title | text </doc>": a title match counts for every sentence of the document.
+            let parts = decoded.components(separatedBy: " | ")
+            let titleScore = parts.count > 1 ? keyWords(Substring(parts[0])).intersection(qWords).count : 0
+            let text = parts.count > 1 ? parts.dropFirst().joined(separator: " | ") : decoded
             for sentence in text.split(separator: ".") {
-                let sw = Set(words(sentence.lowercased()).map { $0.trimmingCharacters(in: .punctuationCharacters) })
-                let score = sw.intersection(qWords).count
+                let score = keyWords(sentence).intersection(qWords).count * 2 + titleScore
                 if score > best.score { best = (score, sentence.trimmingCharacters(in: .whitespaces) + ".") }
             }
         }
@@ -224,12 +230,12 @@ public struct RecordingWordPromptBuilder: PromptBuilder {
     private let inner = WordPromptBuilder()
 
     public func documentTokens(_ document: Document) -> [Int32] {
-        record("<doc> " + document.title + "\n" + document.text + " </doc>")
+        record(WordPromptBuilder.documentText(document))
         return inner.documentTokens(document)
     }
 
     public func segments(system: String, documents: [Document], history: [Turn], question: String) -> [PromptSegment] {
-        for d in documents { record("<doc> " + d.title + "\n" + d.text + " </doc>") }
+        for d in documents { record(WordPromptBuilder.documentText(d)) }
         for t in history { record("<user> " + t.question + " <assistant> " + t.answer) }
         record("<user> " + question + " <assistant>")
         return inner.segments(system: system, documents: documents, history: history, question: question)

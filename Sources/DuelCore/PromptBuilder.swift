@@ -33,8 +33,13 @@ public struct WordPromptBuilder: PromptBuilder {
         }
     }
 
+    /// The text of a document segment: `<doc> Title | text </doc>`.
+    public static func documentText(_ document: Document) -> String {
+        "<doc> " + document.title + " | " + document.text + " </doc>"
+    }
+
     public func documentTokens(_ document: Document) -> [Int32] {
-        Self.tokens("<doc> " + document.title + "\n" + document.text + " </doc>")
+        Self.tokens(Self.documentText(document))
     }
 
     public func segments(system: String, documents: [Document], history: [Turn], question: String) -> [PromptSegment] {

@@ -130,15 +130,37 @@ final class CursesScreen {
         var code: Int32 = 0
         let r = cterm_get_key(&code)
         if r < 0 { return nil }
-        if r == 1 { return translateFunctionKey(code) }
-        return translateChar(code)
+        return CursesKeys.translate(code: code, isFunctionKey: r == 1)
     }
 }
 
-enum KeyEvent: Equatable {
+/// What one curses read means to the app.
+public enum KeyEvent: Equatable, Sendable {
     case key(Key)
     case resize
     case ignored
+}
+
+/// Curses key codes → `Key`. Public so the keymap tests can check the whole path.
+public enum CursesKeys {
+    /// `code` is what `wget_wch` returned; `isFunctionKey` when it returned KEY_CODE_YES.
+    public static func translate(code: Int32, isFunctionKey: Bool) -> KeyEvent {
+        isFunctionKey ? translateFunctionKey(code) : translateChar(code)
+    }
+    public static var shiftUpCode: Int32 { KEY_SR }
+    public static var shiftDownCode: Int32 { KEY_SF }
+    public static var resizeCode: Int32 { KEY_RESIZE }
+    public static var f1Code: Int32 { KEY_F0 + 1 }
+    public static var upCode: Int32 { KEY_UP }
+    public static var downCode: Int32 { KEY_DOWN }
+    public static var leftCode: Int32 { KEY_LEFT }
+    public static var rightCode: Int32 { KEY_RIGHT }
+    public static var homeCode: Int32 { KEY_HOME }
+    public static var endCode: Int32 { KEY_END }
+    public static var backspaceCode: Int32 { KEY_BACKSPACE }
+    public static var pageUpCode: Int32 { KEY_PPAGE }
+    public static var pageDownCode: Int32 { KEY_NPAGE }
+    public static var backTabCode: Int32 { KEY_BTAB }
 }
 
 func translateChar(_ code: Int32) -> KeyEvent {

@@ -248,7 +248,8 @@ public func meterLines(_ s: AppState, _ pane: PaneID, width: Int) -> [[Span]] {
         chips.append([Span("hit ", label), Span("–", value)])
     }
     let c = p.cumulative
-    chips.append([Span("overall ", label), Span("\(c.reusedTokens)/\(c.promptTokens) \(Fmt.percent(c.hitRate))", value)])
+    chips.append([Span("overall ", label),
+                  Span(c.promptTokens > 0 ? "\(c.reusedTokens)/\(c.promptTokens) \(Fmt.percent(c.hitRate))" : "–", value)])
     chips.append([Span("recomputed ", label), Span("\(p.lastStats?.recomputed ?? 0)", value)])
     let live = p.lastStats?.kvBytesLive ?? 0
     let store = (p.lastStats?.storeBytesRAM ?? 0) + (p.lastStats?.storeBytesDisk ?? 0)
