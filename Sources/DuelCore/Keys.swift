@@ -72,6 +72,8 @@ public struct KeyBinding: Sendable, Hashable {
     public var keys: [Key]
     public var context: KeyContext
     public var command: Command
+    /// A few words, for narrow help overlays.
+    public var short: String
     /// One line for the help overlay and the README.
     public var summary: String
     /// Short label for the footer; nil keeps the binding out of the footer.
@@ -83,45 +85,45 @@ public struct KeyBinding: Sendable, Hashable {
 /// The ONE keymap table. The footer, the `?` overlay and the README table are generated from it.
 public enum Keymap {
     public static let bindings: [KeyBinding] = [
-        KeyBinding(keys: [.enter], context: .input, command: .submit,
+        KeyBinding(keys: [.enter], context: .input, command: .submit, short: "send question",
                    summary: "send the question to both engines", footer: "send"),
-        KeyBinding(keys: [.tab, .backTab], context: .global, command: .switchFocus,
+        KeyBinding(keys: [.tab, .backTab], context: .global, command: .switchFocus, short: "input ⇄ panel",
                    summary: "move focus between the input line and the context panel", footer: "panel"),
-        KeyBinding(keys: [.up, .down], context: .panel, command: .selectPrevious,
+        KeyBinding(keys: [.up, .down], context: .panel, command: .selectPrevious, short: "select a block",
                    summary: "select a block", footer: "select"),
-        KeyBinding(keys: [.shiftUp, .char("K")], context: .panel, command: .moveBlockUp,
+        KeyBinding(keys: [.shiftUp, .char("K")], context: .panel, command: .moveBlockUp, short: "move block up",
                    summary: "move the selected block up (earlier in the prompt)", footer: "move up"),
-        KeyBinding(keys: [.shiftDown, .char("J")], context: .panel, command: .moveBlockDown,
+        KeyBinding(keys: [.shiftDown, .char("J")], context: .panel, command: .moveBlockDown, short: "move block down",
                    summary: "move the selected block down (later in the prompt)", footer: "move down"),
-        KeyBinding(keys: [.char(" ")], context: .panel, command: .toggleBlock,
+        KeyBinding(keys: [.char(" ")], context: .panel, command: .toggleBlock, short: "include / exclude",
                    summary: "include or exclude the selected block", footer: "include"),
-        KeyBinding(keys: [.char("?"), .function(1)], context: .global, command: .help,
+        KeyBinding(keys: [.char("?"), .function(1)], context: .global, command: .help, short: "this help",
                    summary: "help overlay (`?` types a `?` when the input line has text)", footer: "help"),
-        KeyBinding(keys: [.ctrl("r")], context: .global, command: .resetCold,
+        KeyBinding(keys: [.ctrl("r")], context: .global, command: .resetCold, short: "reset to cold",
                    summary: "reset both engines to cold: clear caches and history", footer: "reset"),
-        KeyBinding(keys: [.ctrl("n")], context: .global, command: .newConversation,
+        KeyBinding(keys: [.ctrl("n")], context: .global, command: .newConversation, short: "new chat (keep KV)",
                    summary: "new conversation: clear history, keep caches", footer: "new chat"),
-        KeyBinding(keys: [.ctrl("c"), .ctrl("q")], context: .global, command: .quit,
+        KeyBinding(keys: [.ctrl("c"), .ctrl("q")], context: .global, command: .quit, short: "quit",
                    summary: "quit, restoring the terminal", footer: "quit"),
-        KeyBinding(keys: [.pageUp], context: .global, command: .scrollUp,
+        KeyBinding(keys: [.pageUp], context: .global, command: .scrollUp, short: "scroll back",
                    summary: "scroll both transcripts back", footer: nil),
-        KeyBinding(keys: [.pageDown], context: .global, command: .scrollDown,
+        KeyBinding(keys: [.pageDown], context: .global, command: .scrollDown, short: "scroll forward",
                    summary: "scroll both transcripts forward", footer: nil),
-        KeyBinding(keys: [.left, .right], context: .input, command: .cursorLeft,
+        KeyBinding(keys: [.left, .right], context: .input, command: .cursorLeft, short: "move the cursor",
                    summary: "move the cursor", footer: nil),
-        KeyBinding(keys: [.home, .ctrl("a")], context: .input, command: .cursorHome,
+        KeyBinding(keys: [.home, .ctrl("a")], context: .input, command: .cursorHome, short: "start of line",
                    summary: "cursor to start of line", footer: nil),
-        KeyBinding(keys: [.end, .ctrl("e")], context: .input, command: .cursorEnd,
+        KeyBinding(keys: [.end, .ctrl("e")], context: .input, command: .cursorEnd, short: "end of line",
                    summary: "cursor to end of line", footer: nil),
-        KeyBinding(keys: [.ctrl("w")], context: .input, command: .deleteWordBackward,
+        KeyBinding(keys: [.ctrl("w")], context: .input, command: .deleteWordBackward, short: "delete word",
                    summary: "delete the word before the cursor", footer: nil),
-        KeyBinding(keys: [.ctrl("u")], context: .input, command: .deleteToStart,
+        KeyBinding(keys: [.ctrl("u")], context: .input, command: .deleteToStart, short: "delete to start",
                    summary: "delete to start of line", footer: nil),
-        KeyBinding(keys: [.ctrl("k")], context: .input, command: .deleteToEnd,
+        KeyBinding(keys: [.ctrl("k")], context: .input, command: .deleteToEnd, short: "delete to end",
                    summary: "delete to end of line", footer: nil),
-        KeyBinding(keys: [.backspace, .delete], context: .input, command: .deleteBackward,
+        KeyBinding(keys: [.backspace, .delete], context: .input, command: .deleteBackward, short: "delete char",
                    summary: "delete before / under the cursor", footer: nil),
-        KeyBinding(keys: [.up, .down], context: .input, command: .historyPrevious,
+        KeyBinding(keys: [.up, .down], context: .input, command: .historyPrevious, short: "earlier questions",
                    summary: "earlier / later questions", footer: "history"),
     ]
 

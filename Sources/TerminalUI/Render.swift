@@ -27,7 +27,7 @@ public struct Layout: Sendable, Hashable {
     /// nil when the screen is smaller than `minCols`×`minRows`.
     public static func compute(cols: Int, rows: Int, blockCount: Int) -> Layout? {
         guard cols >= minCols, rows >= minRows else { return nil }
-        let maxPanelRows = rows >= 40 ? 8 : (rows >= 30 ? 6 : 4)
+        let maxPanelRows = rows >= 40 ? 8 : (rows >= 30 ? 6 : 3)
         let panelH = min(max(1, blockCount), maxPanelRows) + 2
         let inputH = 3
         let paneH = rows - 1 - panelH - inputH - 1
@@ -108,7 +108,13 @@ func drawTopBar(_ g: inout CellGrid, _ s: AppState, _ r: Rect) {
                    "rc \(Fmt.percent(i.recomputeRatio))", "store \(Fmt.bytes(i.storeCapacityBytes)) \(i.storage)",
                    "RSS \(rss) "]
     var text = full.joined(separator: " │ ")
-    if DisplayWidth.of(text) > r.width { text = compact.joined(separator: "│") }
+    if DisplayWidth.of(text) > r.width {
+        var parts = compact
+        let others = parts.enumerated().filter { $0.offset != 1 }.reduce(0) { $0 + DisplayWidth.of($1.element) }
+        let room = r.width - others - (parts.count - 1)
+        parts[1] = truncate(parts[1], width: max(8, room))
+        text = parts.joined(separator: "│")
+    }
     g.put(truncate(text, width: r.width), x: r.x, y: r.y, style: st)
     g.put(" kvduel", x: r.x, y: r.y, style: Style(.title, bold: true))
 }
@@ -215,83 +221,93 @@ func drawTranscript(_ g: inout CellGrid, _ s: AppState, _ pane: PaneID, _ area: 
 }
 
 /// The meter strip of one pane, flowed into lines of at most `width` columns.
+/// Below 60 columns the labels shorten so the strip keeps to about four lines.
 public func meterLines(_ s: AppState, _ pane: PaneID, width: Int) -> [[Span]] {
     let p = s[pane]
+    let compact = width < 60
     let label = Style(.dim)
     let value = Style(.normal, bold: true)
-    var chips: [[Span]] = []
+    let other: PaneID = pane == .cached ? .baseline : .cached
 
     // TTFT (live while waiting).
+    var ttftChip: [Span]
     if let t = s.ttft(pane) {
         var ttftStyle = value
-        if !t.live, let sp = s.speedup, s[pane].ttftHistory.count == s[pane == .cached ? .baseline : .cached].ttftHistory.count {
+        if !t.live, let sp = s.speedup, p.ttftHistory.count == s[other].ttftHistory.count {
             ttftStyle = Style((pane == .cached) == (sp >= 1) ? .good : .bad, bold: true)
         }
-        var chip = [Span("TTFT ", label), Span(Fmt.seconds(t.seconds) + (t.live ? "…" : ""), t.live ? Style(.warn, bold: true) : ttftStyle)]
+        ttftChip = [Span("TTFT ", label),
+                    Span(Fmt.seconds(t.seconds) + (t.live ? "…" : ""), t.live ? Style(.warn, bold: true) : ttftStyle)]
         if t.live, let pf = p.prefill, pf.total > 0 {
-            chip.append(Span(" prefill \(Fmt.percent(Double(pf.done) / Double(pf.total)))", label))
+            ttftChip.append(Span(" prefill \(Fmt.percent(Double(pf.done) / Double(pf.total)))", label))
         }
-        chips.append(chip)
     } else {
-        chips.append([Span("TTFT ", label), Span("–", value)])
+        ttftChip = [Span("TTFT ", label), Span("–", value)]
     }
     // Decode speed: live while streaming, else the last answer's.
     var rate: Double?
-    if case .streaming(_, let since, let n) = p.phase, n > 1, s.now > since { rate = Double(n - 1) / (s.now - since) }
-    else if let st = p.lastStats, st.decodeTokensPerSecond > 0 { rate = st.decodeTokensPerSecond }
-    chips.append([Span("decode ", label), Span(rate.map(Fmt.rate) ?? "–", value)])
-
-    // Hit rate: this turn and overall.
-    if let st = p.lastStats {
-        chips.append([Span("hit ", label), Span("\(st.reusedTokens)/\(st.promptTokens) \(Fmt.percent(st.hitRate))", value)])
-    } else {
-        chips.append([Span("hit ", label), Span("–", value)])
+    if case .streaming(_, let since, let n) = p.phase, n > 1, s.now > since {
+        rate = Double(n - 1) / (s.now - since)
+    } else if let st = p.lastStats, st.decodeTokensPerSecond > 0 {
+        rate = st.decodeTokensPerSecond
     }
-    let c = p.cumulative
-    chips.append([Span("overall ", label),
-                  Span(c.promptTokens > 0 ? "\(c.reusedTokens)/\(c.promptTokens) \(Fmt.percent(c.hitRate))" : "–", value)])
-    chips.append([Span("recomputed ", label), Span("\(p.lastStats?.recomputed ?? 0)", value)])
+    let decodeChip = [Span(compact ? "" : "decode ", label), Span(rate.map(Fmt.rate) ?? "– tok/s", value)]
+
+    // Hit rate: this turn and overall, as reused/prompt tokens and %.
+    func ratio(_ st: RequestStats) -> String {
+        st.promptTokens > 0 ? "\(st.reusedTokens)/\(st.promptTokens) \(Fmt.percent(st.hitRate))" : "–"
+    }
+    let hitChip = [Span("hit ", label), Span(p.lastStats.map(ratio) ?? "–", value)]
+    let allChip = [Span(compact ? "all " : "overall ", label), Span(ratio(p.cumulative), value)]
+    let recomputedChip = [Span(compact ? "recomp " : "recomputed ", label), Span("\(p.lastStats?.recomputed ?? 0)", value)]
     let live = p.lastStats?.kvBytesLive ?? 0
     let store = (p.lastStats?.storeBytesRAM ?? 0) + (p.lastStats?.storeBytesDisk ?? 0)
-    chips.append([Span("KV ", label), Span(Fmt.bytes(live), value), Span(" live · ", label),
-                  Span(Fmt.bytes(store), value), Span(" store", label)])
-
-    var lines = flow(chips, width: width)
+    let kvChip = compact
+        ? [Span("KV ", label), Span(Fmt.bytes(live), value), Span("/", label), Span(Fmt.bytes(store), value)]
+        : [Span("KV ", label), Span(Fmt.bytes(live), value), Span(" live · ", label), Span(Fmt.bytes(store), value), Span(" store", label)]
 
     // TTFT per turn, both panes on the same scale.
-    let all = s[.cached].ttftHistory + s[.baseline].ttftHistory
-    let maxT = all.max() ?? 0
-    let sparkLabel = "TTFT/turn "
-    let room = max(0, width - sparkLabel.count - 12)
+    let maxT = (s[.cached].ttftHistory + s[.baseline].ttftHistory).max() ?? 0
+    let sparkLabel = compact ? "" : "TTFT/turn "
+    let room = max(1, compact ? min(12, width / 3) : width - sparkLabel.count - 16)
     let hist = Array(p.ttftHistory.suffix(room))
     var spark = [Span(sparkLabel, label)]
     if hist.isEmpty {
-        spark.append(Span("–", value))
+        spark.append(Span(compact ? "▁" : "–", Style(.dim)))
     } else {
         spark.append(Span(Fmt.sparkline(hist, max: maxT), Style(pane == .cached ? .good : .accent)))
-        spark.append(Span(" max \(Fmt.seconds(maxT))", label))
+        if !compact { spark.append(Span(" max \(Fmt.seconds(maxT))", label)) }
     }
-    lines.append(spark)
 
     // Quality: never hide it.
+    var quality: [[Span]] = []
     if pane == .cached {
         if let d = s.divergence {
-            let turn = s.turnInFlight ? "turn \(s.divergenceTurn): " : ""
+            let turn = s.turnInFlight ? (compact ? "t\(s.divergenceTurn) " : "turn \(s.divergenceTurn): ") : ""
             if d.identical {
-                lines.append(contentsOf: flow([[Span(turn + "✓ same answer as baseline", Style(.good))]], width: width))
+                quality = [[Span(turn + "✓ same answer" + (compact ? "" : " as baseline"), Style(.good))]]
             } else {
-                let kl = d.firstTokenKL.map { "first-token KL \(Fmt.fixed($0, 4))" } ?? "first-token KL n/a"
-                let at = d.firstDifferingToken.map { " from token \($0 + 1)" } ?? ""
-                lines.append(contentsOf: flow([[Span(turn + "⚠ differs from baseline\(at)", Style(.warn, bold: true))],
-                                               [Span(kl, Style(.warn, bold: true))]], width: width))
+                let kl = d.firstTokenKL.map { "KL \(Fmt.fixed($0, 4))" } ?? "KL n/a"
+                let at = compact ? "" : (d.firstDifferingToken.map { " at token \($0 + 1)" } ?? "")
+                quality = [[Span(turn + "⚠ differs" + (compact ? "" : " from baseline") + at, Style(.warn, bold: true))],
+                           [Span((compact ? "" : "first-token ") + kl, Style(.warn, bold: true))]]
             }
         } else {
-            lines.append([Span("answer check: after both finish", label)])
+            quality = [[Span(compact ? "check: –" : "answer check: after both finish", label)]]
         }
     } else {
-        lines.append([Span("history is built from this answer", label)])
+        quality = [[Span(compact ? "→ history" : "history is built from this answer", label)]]
     }
-    return lines
+
+    if compact {
+        return flow([ttftChip, decodeChip], width: width)
+            + flow([hitChip, allChip], width: width)
+            + flow([recomputedChip, kvChip], width: width)
+            + flow([spark] + quality, width: width)
+    }
+    return flow([ttftChip, decodeChip, hitChip, allChip, recomputedChip, kvChip], width: width)
+        + [spark]
+        + flow(quality, width: width)
 }
 
 /// Lays chips out left to right, two spaces apart, starting a new line when one does not fit.
@@ -483,20 +499,21 @@ func drawError(_ g: inout CellGrid, _ message: String, area: Rect) {
     g.put("Press Ctrl-C to quit.", x: box.x + 2, y: box.maxY - 2, style: Style(.dim))
 }
 
-/// Lines of the help overlay, generated from `Keymap.bindings`.
-public func helpLines(width: Int) -> [[Span]] {
+/// Lines of the help overlay, generated from `Keymap.bindings`. `short` uses the short summaries.
+public func helpLines(width: Int, short: Bool = false) -> [[Span]] {
     var out: [[Span]] = []
-    let keyW = min(24, max(10, width / 3))
+    let keyW = short ? 17 : min(24, max(10, width / 3))
     for ctx in [KeyContext.global, .input, .panel] {
         out.append([Span(ctx.title, Style(.overlayTitle, bold: true))])
         for b in Keymap.bindings where b.context == ctx {
-            out.append([Span("  " + pad(b.keysLabel, width: keyW - 2), Style(.keyHint, bold: true)),
-                        Span(truncate(b.summary, width: max(1, width - keyW)), Style(.overlay))])
+            out.append([Span(" " + pad(b.keysLabel, width: keyW - 1), Style(.keyHint, bold: true)),
+                        Span(truncate(short ? b.short : b.summary, width: max(1, width - keyW)), Style(.overlay))])
         }
     }
     return out
 }
 
+/// Notes under the keys in the help overlay, most important first.
 public let helpNotes = [
     "Both engines get the same prompt every turn: the history is built from the BASELINE's answer.",
     "Hit rate = reused / prompt tokens (exact prefix + re-positioned segments). Recomputed = tokens of reused blocks computed again to repair attention across blocks.",
@@ -507,21 +524,13 @@ func drawHelp(_ g: inout CellGrid, _ s: AppState) {
     let area = Rect(x: 0, y: 0, width: g.width, height: g.height)
     let boxW = min(100, g.width - 4)
     let innerW = boxW - 4
-    let keys = helpLines(width: innerW)
-    var notes: [[Span]] = [[]]
-    for n in helpNotes {
-        for l in wordWrap(n, width: innerW) { notes.append([Span(l, Style(.dim))]) }
-    }
     let maxInner = g.height - 4
-    var content: [[Span]]
-    if keys.count + notes.count <= maxInner {
-        content = keys + notes
-    } else if keys.count <= maxInner {
-        content = keys + notes.prefix(max(0, maxInner - keys.count))
-    } else {
-        // Two columns of keys, notes as room allows.
+    var content = helpLines(width: innerW)
+    if content.count + 2 > maxInner {
+        // Two columns of short summaries.
         let colW = (innerW - 2) / 2
-        let narrow = helpLines(width: colW)
+        let narrow = helpLines(width: colW, short: true)
+        // Split between sections where possible: the first column takes "Anywhere" and the panel.
         let half = (narrow.count + 1) / 2
         content = []
         for i in 0..<half {
@@ -531,7 +540,14 @@ func drawHelp(_ g: inout CellGrid, _ s: AppState) {
             if half + i < narrow.count { line += narrow[half + i] }
             content.append(line)
         }
-        content += notes.prefix(max(0, maxInner - content.count))
+    }
+    // Notes, whole ones only, while they fit.
+    var first = true
+    for n in helpNotes {
+        let lines = wordWrap(n, width: innerW)
+        if content.count + lines.count + (first ? 1 : 0) > maxInner { break }
+        if first { content.append([]); first = false }
+        for l in lines { content.append([Span(l, Style(.dim))]) }
     }
     let box = centered(boxW, min(content.count + 2, g.height - 2), in: area)
     g.fill(box, style: Style(.overlay))

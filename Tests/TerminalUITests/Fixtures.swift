@@ -140,3 +140,24 @@ func assertSnapshot(_ grid: CellGrid, named name: String, file: StaticString = #
     }
     XCTFail(report, file: file, line: line)
 }
+
+extension Fixtures {
+    /// CJK and emoji in titles, questions and answers, with runs that must wrap at pane edges.
+    static func wide(cols: Int, rows: Int) -> AppState {
+        let docs = [
+            Document(id: "tokyo", title: "東京タワー株式会社", text: "東京タワーは1958年に完成しました。高さは333メートルです。"),
+            Document(id: "seoul", title: "서울 로보틱스 🤖", text: "서울 로보틱스는 2015년에 설립되었습니다."),
+            Document(id: "mix", title: "Café Ünïcødé 🚀 Rocket Roasters", text: "Emoji 🚀☕️ and accents: naïve façade."),
+        ]
+        var s = loaded(cols: cols, rows: rows, documents: docs)
+        reduce(&s, .questionSubmitted("東京タワーの高さは？ 🗼"))
+        let text = "東京タワーの高さは333メートルです。" + String(repeating: "とても高い", count: 12) + " 🚀🚀🚀 done"
+        let st = stats(prompt: 300, exact: 0, ttft: 1.25, live: 3 << 20)
+        answer(&s, .cached, text, stats: st, cumulative: st)
+        answer(&s, .baseline, text, stats: st, cumulative: st)
+        reduce(&s, .divergenceMeasured(Divergence(identical: true)))
+        reduce(&s, .turnCompleted)
+        reduce(&s, .inputEdited(.insert("次の質問：ソウルは？ 🗼")))
+        return s
+    }
+}
