@@ -75,7 +75,8 @@ public final class DemoEngine: InferenceEngine, @unchecked Sendable {
             while n < min(s.count, tokens.count), s[n] == tokens[n] { n += 1 }
             best = max(best, n)
         }
-        return best > 0 ? .partial(Double(best) / Double(tokens.count)) : .notCached
+        // A shared opening tag is not reuse worth reporting.
+        return best >= 16 ? .partial(Double(best) / Double(tokens.count)) : .notCached
     }
 
     public func generate(_ request: EngineRequest, cancel: CancelFlag?,

@@ -131,6 +131,7 @@ public func runDuel(config: DuelConfig,
             all.append(.rssSampled(bytes: residentSetBytes()))
         }
         var quit = false
+        let rssBefore = state.rssBytes
         for a in all {
             for effect in reduce(&state, a) {
                 if effect == .quit { quit = true }
@@ -139,7 +140,7 @@ public func runDuel(config: DuelConfig,
         }
         if quit || state.quitting { return .quit }
 
-        if !engineActions.isEmpty || !actions.isEmpty { dirty = true }
+        if !engineActions.isEmpty || !actions.isEmpty || state.rssBytes != rssBefore { dirty = true }
         let live = state.panes.contains { $0.isBusy } || state.loading != nil
         if live && now - lastTick >= 1 / options.tickHz { dirty = true; lastTick = now }
         if dirty && (keyed || now - lastFrame >= 1 / options.maxFPS) {

@@ -127,10 +127,19 @@ func drawPane(_ g: inout CellGrid, _ s: AppState, _ pane: PaneID, _ r: Rect, met
     let border = paneBorder(pane)
     g.box(r, style: border, title: pane.title, titleStyle: Style(pane == .cached ? .good : .accent, bold: true))
     if pane == .cached, let sp = s.speedup {
-        let badge = sp >= 1 ? " ×\(Fmt.fixed(sp, 1)) faster " : " ×\(Fmt.fixed(sp, 2)) (slower) "
+        // Within ±5% it is a tie; slower is said plainly.
+        let badge: String
+        let style: Style
+        if sp >= 1.05 {
+            badge = " ×\(Fmt.fixed(sp, 1)) faster "; style = Style(.badge, bold: true)
+        } else if sp > 0.95 {
+            badge = " ×1.0 (tie) "; style = Style(.dim)
+        } else {
+            badge = " ×\(Fmt.fixed(sp, 2)) slower "; style = Style(.warn, bold: true)
+        }
         let w = DisplayWidth.of(badge)
         if r.width > w + DisplayWidth.of(pane.title) + 8 {
-            g.put(badge, x: r.maxX - 2 - w, y: r.y, style: Style(sp >= 1 ? .badge : .warn, bold: true))
+            g.put(badge, x: r.maxX - 2 - w, y: r.y, style: style)
         }
     }
     let inner = r.inset(1)
