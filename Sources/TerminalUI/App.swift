@@ -54,12 +54,35 @@ public func runDuel(config: DuelConfig,
     cterm_install_signal_handlers()
     let screen = try CursesScreen(themeName: config.theme, inputTimeoutMs: options.inputTimeoutMs)
     defer { screen.stop() }
+    return runDuelLoop(device: screen, config: config, promptBuilder: promptBuilder, makeEngines: makeEngines,
+                       divergence: divergence, options: options, notice: localeNotice,
+                       quitSignal: { cterm_quit_signal() })
+}
 
+/// What the event loop needs from a terminal. `CursesScreen` is the real one; tests script a fake.
+public protocol TerminalDevice: AnyObject {
+    var size: (cols: Int, rows: Int) { get }
+    /// One input event, waiting up to the input timeout (or not at all after `setNonBlocking(true)`).
+    func readKey() -> KeyEvent?
+    func setNonBlocking(_ nonBlocking: Bool)
+    /// Shows a frame.
+    func draw(_ grid: CellGrid)
+    /// The next `draw` must repaint everything (after a resize).
+    func invalidate()
+}
+
+/// The event loop, independent of curses: reads keys, drains engine actions, reduces, and draws
+/// at most `options.maxFPS` frames a second (at once after a key). Returns when the person quits
+/// or `quitSignal()` returns a signal number. `record` sees every action reduced (for replay).
+public func runDuelLoop(device: TerminalDevice, config: DuelConfig, promptBuilder: PromptBuilder,
+                        makeEngines: @escaping EngineFactory, divergence: DivergenceProbe? = nil,
+                        options: LoopOptions = LoopOptions(), notice: String? = nil,
+                        quitSignal: () -> Int32 = { 0 }, clock: () -> Double = monotonicSeconds,
+                        record: ((Action) -> Void)? = nil) -> DuelExit {
     let queue = ActionQueue()
-    let clock = monotonicSeconds
-    let size = screen.size
+    let size = device.size
     var state = AppState(config: config, cols: size.cols, rows: size.rows, now: clock(), loading: true)
-    state.notice = localeNotice
+    state.notice = notice
 
     // Load off the UI thread.
     let loaded = EngineBox()
@@ -85,7 +108,8 @@ public func runDuel(config: DuelConfig,
     var dirty = true
 
     while true {
-        if let sig = Optional(cterm_quit_signal()), sig != 0 {
+        let sig = quitSignal()
+        if sig != 0 {
             controller?.perform(.cancelTurn)
             return .signal(sig)
         }
@@ -93,13 +117,13 @@ public func runDuel(config: DuelConfig,
         var keyed = false
         // Input: the first read waits up to the timeout, the rest drain what is already there.
         var reads = 0
-        while reads < 64, let ev = screen.readKey() {
+        while reads < 64, let ev = device.readKey() {
             reads += 1
-            if reads == 1 { screen.setTimeout(0) }
+            if reads == 1 { device.setNonBlocking(true) }
             switch ev {
             case .resize:
-                screen.invalidate()
-                let s = screen.size
+                device.invalidate()
+                let s = device.size
                 actions.append(.resized(cols: s.cols, rows: s.rows))
                 keyed = true
             case .key(let k):
@@ -112,7 +136,7 @@ public func runDuel(config: DuelConfig,
                 break
             }
         }
-        if reads > 0 { screen.setTimeout(options.inputTimeoutMs) }
+        if reads > 0 { device.setNonBlocking(false) }
 
         let now = clock()
         let engineActions = queue.drain()
@@ -133,6 +157,7 @@ public func runDuel(config: DuelConfig,
         var quit = false
         let rssBefore = state.rssBytes
         for a in all {
+            record?(a)
             for effect in reduce(&state, a) {
                 if effect == .quit { quit = true }
                 controller?.perform(effect)
@@ -144,7 +169,7 @@ public func runDuel(config: DuelConfig,
         let live = state.panes.contains { $0.isBusy } || state.loading != nil
         if live && now - lastTick >= 1 / options.tickHz { dirty = true; lastTick = now }
         if dirty && (keyed || now - lastFrame >= 1 / options.maxFPS) {
-            screen.draw(render(state), cursor: nil)
+            device.draw(render(state))
             lastFrame = now
             dirty = false
         }

@@ -51,7 +51,7 @@ enum ProcessEnvironment {
 }
 
 /// The curses screen. Create once, `stop()` on every exit path.
-final class CursesScreen {
+final class CursesScreen: TerminalDevice {
     private var previous: CellGrid?
     private(set) var theme: Theme
     private var looks: [Role: (pair: Int32, attrs: UInt32)] = [:]
@@ -60,6 +60,7 @@ final class CursesScreen {
     init(themeName: String, inputTimeoutMs: Int32) throws {
         guard isatty(0) == 1, isatty(1) == 1 else { throw TerminalSetupError.notATerminal }
         guard cterm_start(inputTimeoutMs) == 0 else { throw TerminalSetupError.initFailed }
+        timeoutMs = inputTimeoutMs
         let hasColors = cterm_start_colors() == 1
         theme = Theme.resolve(name: themeName, environment: ProcessEnvironment.all, terminalHasColors: hasColors)
         cterm_define_shift_keys()
@@ -91,6 +92,8 @@ final class CursesScreen {
     func invalidate() { previous = nil }
 
     /// Writes the cells that changed since the last frame, then one `doupdate`.
+    func draw(_ grid: CellGrid) { draw(grid, cursor: nil) }
+
     func draw(_ grid: CellGrid, cursor: (x: Int, y: Int)?) {
         let full = previous.map { $0.width != grid.width || $0.height != grid.height } ?? true
         var buf = [Int32](repeating: 0, count: 8)
@@ -123,7 +126,8 @@ final class CursesScreen {
         previous = grid
     }
 
-    func setTimeout(_ ms: Int32) { cterm_set_timeout(ms) }
+    private var timeoutMs: Int32 = 15
+    func setNonBlocking(_ nonBlocking: Bool) { cterm_set_timeout(nonBlocking ? 0 : timeoutMs) }
 
     /// One key, `.resize` as nil-with-flag; returns nil when nothing arrived in time.
     func readKey() -> KeyEvent? {
