@@ -27,6 +27,8 @@ public enum Action: Sendable, Hashable {
     case loadFailed(String)
 
     // The engines (delivered by the session controller).
+    /// The engine began this request (with `alternate`, the baseline starts after the cached side).
+    case engineStarted(pane: PaneID)
     case prefillProgress(pane: PaneID, done: Int, total: Int)
     case firstTokenArrived(pane: PaneID, ttft: Double)
     case tokenArrived(pane: PaneID, text: String)

@@ -27,6 +27,8 @@ public enum TranscriptEntry: Sendable, Hashable {
 
 public enum PanePhase: Sendable, Hashable {
     case idle
+    /// `alternate` schedule: waiting for the other engine to finish first.
+    case queued
     /// Question sent, no first token yet; TTFT ticks live from `since`.
     case waiting(since: Double)
     case streaming(ttft: Double, since: Double, tokens: Int)
@@ -62,7 +64,7 @@ public struct PaneState: Sendable, Hashable {
 
     public var isBusy: Bool {
         switch phase {
-        case .waiting, .streaming: return true
+        case .queued, .waiting, .streaming: return true
         default: return false
         }
     }

@@ -64,7 +64,7 @@ public func reduce(_ state: inout AppState, _ action: Action) -> [Effect] {
         for p in PaneID.allCases {
             state[p].transcript.append(.user(q))
             state[p].transcript.append(.answer("", complete: false))
-            state[p].phase = .waiting(since: state.now)
+            state[p].phase = p == .baseline && state.info.schedule == .alternate ? .queued : .waiting(since: state.now)
             state[p].prefill = nil
         }
         return [.startTurn(TurnRequest(system: state.systemPrompt, documents: state.promptDocuments,
@@ -158,10 +158,11 @@ public func reduce(_ state: inout AppState, _ action: Action) -> [Effect] {
         state.loading = nil
         state.fatalError = m
 
+    case .engineStarted(let p):
+        if state[p].phase == .queued { state[p].phase = .waiting(since: state.now) }
     case .prefillProgress(let p, let done, let total):
         state[p].prefill = (done, total)
     case .firstTokenArrived(let p, let ttft):
-        if case .waiting = state[p].phase {}
         state[p].phase = .streaming(ttft: ttft, since: state.now, tokens: 0)
     case .tokenArrived(let p, let text):
         if case .streaming(let t, let s, let n) = state[p].phase {

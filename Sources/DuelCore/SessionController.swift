@@ -182,7 +182,9 @@ public final class SessionController: @unchecked Sendable {
         do {
             let result = try engine.generate(request, cancel: cancel) { event in
                 switch event {
-                case .started, .finished: break
+                case .started:
+                    self.emit(gen, .engineStarted(pane: pane))
+                case .finished: break
                 case .prefillProgress(let done, let total):
                     self.emit(gen, .prefillProgress(pane: pane, done: done, total: total))
                 case .firstToken(let t):

@@ -175,6 +175,10 @@ func transcriptLines(_ s: AppState, _ pane: PaneID, width: Int, need: Int) -> [[
             var body = text.trimmingLeadingSpaces()
             if live {
                 switch p.phase {
+                case .queued:
+                    for l in wordWrap("… queued: the cached engine runs first (schedule alternate)", width: width) {
+                        lines.append([Span(l, Style(.dim))])
+                    }
                 case .waiting:
                     if let pf = p.prefill, pf.total > 0 {
                         body = "… prefill \(pf.done)/\(pf.total)"
@@ -240,7 +244,9 @@ public func meterLines(_ s: AppState, _ pane: PaneID, width: Int) -> [[Span]] {
 
     // TTFT (live while waiting).
     var ttftChip: [Span]
-    if let t = s.ttft(pane) {
+    if p.phase == .queued {
+        ttftChip = [Span("TTFT ", label), Span("queued", Style(.dim))]
+    } else if let t = s.ttft(pane) {
         var ttftStyle = value
         if !t.live, let sp = s.speedup, p.ttftHistory.count == s[other].ttftHistory.count {
             ttftStyle = Style((pane == .cached) == (sp >= 1) ? .good : .bad, bold: true)

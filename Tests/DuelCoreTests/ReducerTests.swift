@@ -53,6 +53,21 @@ final class ReducerTests: XCTestCase {
         XCTAssertEqual(s.ttft(.baseline)?.seconds ?? 0, 5, accuracy: 1e-9)
     }
 
+    func testAlternateQueuesTheBaselineUntilItStarts() {
+        var cfg = DuelConfig(info: SessionInfo(modelName: "m", schedule: .alternate), documents: TestDocs.docs)
+        cfg.maxTokens = 8
+        var s = AppState(config: cfg, now: 5, loading: false)
+        reduce(&s, .questionSubmitted("q"))
+        XCTAssertEqual(s[.cached].phase, .waiting(since: 5))
+        XCTAssertEqual(s[.baseline].phase, .queued)
+        XCTAssertTrue(s[.baseline].isBusy)
+        reduce(&s, .tick(now: 9))
+        reduce(&s, .engineStarted(pane: .baseline))
+        XCTAssertEqual(s[.baseline].phase, .waiting(since: 9), "its TTFT counts from its own start")
+        reduce(&s, .engineStarted(pane: .cached))
+        XCTAssertEqual(s[.cached].phase, .waiting(since: 5), "already waiting: unchanged")
+    }
+
     func testQuestionsAreRefusedWhileBusyOrLoadingOrEmpty() {
         var loading = TestDocs.state(loaded: false)
         XCTAssertEqual(reduce(&loading, .questionSubmitted("q")), [])

@@ -16,6 +16,7 @@ final class ScriptedEngine: InferenceEngine {
     func generate(_ request: EngineRequest, cancel: CancelFlag?, onEvent: (EngineEvent) -> Void) throws -> GenerationResult {
         requests.append(request)
         if fail { throw NSError(domain: "test", code: 7, userInfo: [NSLocalizedDescriptionKey: "boom"]) }
+        onEvent(.started(promptTokens: request.promptTokens.count))
         onEvent(.firstToken(ttftSeconds: 0.5))
         for t in answer { onEvent(.token(id: t, text: " t\(t)")) }
         var s = RequestStats()
@@ -89,11 +90,12 @@ final class SessionControllerTests: XCTestCase {
         let c = SessionController(cached: a, baseline: b, promptBuilder: WordPromptBuilder(), documents: [], schedule: .alternate)
         c.perform(.startTurn(TurnRequest(system: "s", documents: [], history: [], question: "q", maxTokens: 4)))
         c.waitUntilIdle()
-        let panes = c.queue.drain().compactMap { action -> PaneID? in
-            if case .firstTokenArrived(let p, _) = action { return p }
+        let events = c.queue.drain().compactMap { action -> String? in
+            if case .engineStarted(let p) = action { return "start \(p.label)" }
+            if case .answerFinished(let p, _, _) = action { return "done \(p.label)" }
             return nil
         }
-        XCTAssertEqual(panes, [.cached, .baseline])
+        XCTAssertEqual(events, ["start cached", "done cached", "start baseline", "done baseline"])
         XCTAssertEqual(a.requests.first?.promptTokens, b.requests.first?.promptTokens)
     }
 
