@@ -3,6 +3,9 @@ import PackageDescription
 #if canImport(Glibc)
 import Glibc
 #endif
+#if canImport(Foundation)
+import Foundation
+#endif
 
 /// Release builds enable AVX2/FMA when the build machine has them: without `-target-cpu`,
 /// Swift SIMD `addingProduct` lowers to scalar `fmaf` calls (see docs/ARCHITECTURE.md).
@@ -76,8 +79,9 @@ let package = Package(
                     resources: [.copy("Fixtures")]),
         .testTarget(name: "KVCacheTests", dependencies: ["KVCache"]),
         .testTarget(name: "EngineTests", dependencies: ["Engine", "Llama", "KVCache", "TestSupport"]),
-        .testTarget(name: "DuelCoreTests", dependencies: ["DuelCore"]),
-        .testTarget(name: "TerminalUITests", dependencies: ["TerminalUI", "DuelCore"]),
+        .testTarget(name: "DuelCoreTests", dependencies: ["DuelCore", "Engine"]),
+        .testTarget(name: "TerminalUITests", dependencies: ["TerminalUI", "DuelCore", "Engine"],
+                    resources: [.copy("Snapshots")]),
     ],
     swiftLanguageModes: [.v5]
 )

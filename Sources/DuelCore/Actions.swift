@@ -1,0 +1,70 @@
+import Engine
+
+/// Something that happened. Recording these and feeding them back into `reduce` replays a session.
+public enum Action: Sendable, Hashable {
+    // The person.
+    case questionSubmitted(String)
+    case focusChanged(Focus)
+    case blockSelected(Int)
+    case blockMoved(from: Int, to: Int)
+    case blockToggled(id: String)
+    case helpToggled
+    case inputEdited(LineEditor.Edit)
+    case historyBrowsed(older: Bool)
+    case scrolled(lines: Int)
+    case resetRequested
+    case newConversationRequested
+    case quitRequested
+
+    // The terminal and the clock.
+    case resized(cols: Int, rows: Int)
+    case tick(now: Double)
+    case rssSampled(bytes: Int)
+
+    // Loading.
+    case loadingProgress(fraction: Double, message: String)
+    case loaded
+    case loadFailed(String)
+
+    // The engines (delivered by the session controller).
+    /// The engine began this request (with `alternate`, the baseline starts after the cached side).
+    case engineStarted(pane: PaneID)
+    case prefillProgress(pane: PaneID, done: Int, total: Int)
+    case firstTokenArrived(pane: PaneID, ttft: Double)
+    case tokenArrived(pane: PaneID, text: String)
+    case answerFinished(pane: PaneID, stats: RequestStats, cumulative: RequestStats)
+    case engineFailed(pane: PaneID, message: String)
+    case divergenceMeasured(Divergence)
+    /// Both answers are in; the turn joins the history (with the baseline's answer).
+    case turnCompleted
+    case cacheStatesUpdated([String: SegmentCacheState])
+    case blockTokenCounts([String: Int])
+    case enginesReset(cumulative: RequestStats)
+}
+
+/// What the reducer asks the outside world to do.
+public enum Effect: Sendable, Hashable {
+    case startTurn(TurnRequest)
+    case cancelTurn
+    case resetEngines
+    case quit
+}
+
+/// One question for both engines, with the exact context it is asked in.
+public struct TurnRequest: Sendable, Hashable {
+    public var system: String
+    public var documents: [Document]
+    public var history: [Turn]
+    public var question: String
+    public var maxTokens: Int
+    public var sampling: Sampling
+    public init(system: String, documents: [Document], history: [Turn], question: String,
+                maxTokens: Int, sampling: Sampling = .greedy) {
+        self.system = system
+        self.documents = documents
+        self.history = history
+        self.question = question
+        self.maxTokens = maxTokens
+        self.sampling = sampling
+    }
+}

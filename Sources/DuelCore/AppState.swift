@@ -1,0 +1,166 @@
+import Engine
+
+/// One context block in the panel, in prompt order.
+public struct Block: Sendable, Hashable {
+    public var document: Document
+    public var tokenCount: Int?
+    public var included: Bool
+    public var cache: SegmentCacheState
+    public var id: String { document.id }
+    public init(document: Document, tokenCount: Int? = nil, included: Bool = true,
+                cache: SegmentCacheState = .notCached) {
+        self.document = document
+        self.tokenCount = tokenCount
+        self.included = included
+        self.cache = cache
+    }
+}
+
+public enum TranscriptEntry: Sendable, Hashable {
+    case user(String)
+    case answer(String, complete: Bool)
+    /// A dim one-liner: errors, separators.
+    case note(String)
+    /// The numbers of a finished answer, shown under it.
+    case turnStats(RequestStats)
+}
+
+public enum PanePhase: Sendable, Hashable {
+    case idle
+    /// `alternate` schedule: waiting for the other engine to finish first.
+    case queued
+    /// Question sent, no first token yet; TTFT ticks live from `since`.
+    case waiting(since: Double)
+    case streaming(ttft: Double, since: Double, tokens: Int)
+    case finished
+    case failed(String)
+}
+
+public struct PaneState: Sendable, Hashable {
+    public var transcript: [TranscriptEntry] = []
+    public var phase: PanePhase = .idle
+    /// Prefill progress of the current request, when the engine reports it.
+    public var prefill: (done: Int, total: Int)? {
+        get { prefillDone.map { ($0, prefillTotal) } }
+        set { prefillDone = newValue?.done; prefillTotal = newValue?.total ?? 0 }
+    }
+    private var prefillDone: Int?
+    private var prefillTotal = 0
+    /// Statistics of the last finished request.
+    public var lastStats: RequestStats?
+    /// The engine's totals since the last reset.
+    public var cumulative = RequestStats()
+    /// TTFT of each finished turn, oldest first.
+    public var ttftHistory: [Double] = []
+    public init() {}
+
+    /// The text of the newest answer entry.
+    public var lastAnswer: String? {
+        for e in transcript.reversed() {
+            if case .answer(let s, _) = e { return s }
+        }
+        return nil
+    }
+
+    public var isBusy: Bool {
+        switch phase {
+        case .queued, .waiting, .streaming: return true
+        default: return false
+        }
+    }
+}
+
+public struct LoadingState: Sendable, Hashable {
+    public var fraction: Double
+    public var message: String
+    public init(fraction: Double, message: String) {
+        self.fraction = fraction
+        self.message = message
+    }
+}
+
+/// The whole UI state, as a value. Only `reduce` changes it.
+public struct AppState: Sendable, Hashable {
+    public var info: SessionInfo
+    public var systemPrompt: String
+    public var maxTokens: Int
+    public var sampling: Sampling
+    /// Non-nil while the model loads.
+    public var loading: LoadingState?
+    public var fatalError: String?
+    public var cols: Int
+    public var rows: Int
+    /// Injected clock, seconds (monotonic); set by `.tick`.
+    public var now: Double
+    public var rssBytes: Int = 0
+    public var focus: Focus = .input
+    public var showHelp = false
+    public var input = LineEditor()
+    public var questionHistory: [String] = []
+    /// Index into `questionHistory` while browsing with ↑/↓; nil when editing a fresh line.
+    public var historyCursor: Int?
+    public var historyDraft = ""
+    public var blocks: [Block]
+    public var selectedBlock = 0
+    public var panes: [PaneState] = [PaneState(), PaneState()]
+    /// The conversation sent to both engines, built from the baseline's answers.
+    public var history: [Turn] = []
+    public var pendingQuestion: String?
+    /// The answer check of the last turn both engines finished (kept until the next one arrives).
+    public var divergence: Divergence?
+    /// The turn (1-based) `divergence` belongs to.
+    public var divergenceTurn = 0
+    /// Transcript scroll, in lines back from the newest.
+    public var scroll = 0
+    /// One-line notice shown above the input line.
+    public var notice: String?
+    public var turnsCompleted = 0
+    public var quitting = false
+
+    public init(config: DuelConfig, cols: Int = 160, rows: Int = 45, now: Double = 0, loading: Bool = true) {
+        info = config.info
+        systemPrompt = config.systemPrompt
+        maxTokens = config.maxTokens
+        sampling = config.sampling
+        self.loading = loading ? LoadingState(fraction: 0, message: "Loading \(config.info.modelName)…") : nil
+        self.cols = cols
+        self.rows = rows
+        self.now = now
+        var blocks: [Block] = []
+        if let order = config.initialOrder {
+            let byID = Dictionary(config.documents.map { ($0.id, $0) }, uniquingKeysWith: { a, _ in a })
+            for id in order { if let d = byID[id] { blocks.append(Block(document: d, included: true)) } }
+            for d in config.documents where !order.contains(d.id) { blocks.append(Block(document: d, included: false)) }
+        } else {
+            blocks = config.documents.map { Block(document: $0, included: true) }
+        }
+        self.blocks = blocks
+    }
+
+    public subscript(pane: PaneID) -> PaneState {
+        get { panes[pane.rawValue] }
+        set { panes[pane.rawValue] = newValue }
+    }
+
+    public var turnInFlight: Bool { pendingQuestion != nil }
+
+    /// Included documents, in prompt order.
+    public var promptDocuments: [Document] { blocks.filter(\.included).map(\.document) }
+
+    /// Baseline TTFT / cached TTFT of the last turn both finished.
+    public var speedup: Double? {
+        guard let c = self[.cached].ttftHistory.last, let b = self[.baseline].ttftHistory.last,
+              self[.cached].ttftHistory.count == self[.baseline].ttftHistory.count, c > 0 else { return nil }
+        return b / c
+    }
+
+    /// Live TTFT of a pane: ticking while waiting, else the last final value.
+    public func ttft(_ pane: PaneID) -> (seconds: Double, live: Bool)? {
+        let p = self[pane]
+        switch p.phase {
+        case .waiting(let since): return (max(0, now - since), true)
+        case .streaming(let t, _, _): return (t, false)
+        default: return p.lastStats.map { ($0.ttftSeconds, false) }
+        }
+    }
+}

@@ -1,5 +1,0 @@
-import XCTest
-
-final class DuelCorePlaceholderTests: XCTestCase {
-    func testModuleLoads() { XCTAssertTrue(true) }
-}

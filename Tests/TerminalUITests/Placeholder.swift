@@ -1,5 +1,0 @@
-import XCTest
-
-final class TerminalUIPlaceholderTests: XCTestCase {
-    func testModuleLoads() { XCTAssertTrue(true) }
-}
