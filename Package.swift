@@ -3,9 +3,6 @@ import PackageDescription
 #if canImport(Glibc)
 import Glibc
 #endif
-#if canImport(Foundation)
-import Foundation
-#endif
 
 /// Release builds enable AVX2/FMA when the build machine has them: without `-target-cpu`,
 /// Swift SIMD `addingProduct` lowers to scalar `fmaf` calls (see docs/ARCHITECTURE.md).

@@ -178,3 +178,8 @@ public struct MemoryStats: Sendable, Hashable {
     public var storeRAMCapacity = 0
     public init() {}
 }
+
+extension InferenceEngine {
+    /// Engines that keep nothing between requests hold no KV memory outside a request.
+    public var memory: MemoryStats { MemoryStats() }
+}
