@@ -39,9 +39,13 @@ public struct Document: Sendable, Hashable, Codable {
 public struct Turn: Sendable, Hashable, Codable {
     public var question: String
     public var answer: String
-    public init(question: String, answer: String) {
+    /// The answer's token ids as generated, when known: the next prompt then holds exactly the
+    /// tokens the engines produced instead of a re-tokenisation of the text.
+    public var answerTokens: [Int32]?
+    public init(question: String, answer: String, answerTokens: [Int32]? = nil) {
         self.question = question
         self.answer = answer
+        self.answerTokens = answerTokens
     }
 }
 
