@@ -447,19 +447,6 @@ func drawInput(_ g: inout CellGrid, _ s: AppState, _ r: Rect) {
     }
 }
 
-/// Screen position of the input cursor (for the terminal's own cursor).
-public func inputCursorPosition(_ s: AppState) -> (x: Int, y: Int)? {
-    guard s.focus == .input, !s.showHelp,
-          let layout = Layout.compute(cols: s.cols, rows: s.rows, blockCount: s.blocks.count) else { return nil }
-    let inner = layout.input.inset(1)
-    let avail = inner.maxX - (inner.x + 2) - 1
-    let chars = s.input.characters
-    var w = chars[0..<s.input.cursor].reduce(0) { $0 + DisplayWidth.of($1) }
-    var start = 0
-    while w > avail - 1, start < s.input.cursor { w -= DisplayWidth.of(chars[start]); start += 1 }
-    return (inner.x + 2 + w, inner.y)
-}
-
 // MARK: - footer
 
 func drawFooter(_ g: inout CellGrid, _ s: AppState, _ r: Rect) {

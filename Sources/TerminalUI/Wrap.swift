@@ -6,14 +6,13 @@ public func wordWrap(_ text: String, width: Int) -> [String] {
     for paragraph in text.split(separator: "\n", omittingEmptySubsequences: false) {
         var line = ""
         var lineWidth = 0
-        var pendingSpace = false
         func flush() {
             out.append(line)
             line = ""
             lineWidth = 0
         }
         for word in paragraph.split(separator: " ", omittingEmptySubsequences: false) {
-            if word.isEmpty { pendingSpace = pendingSpace || lineWidth > 0; continue }
+            if word.isEmpty { continue }   // runs of spaces collapse
             let w = DisplayWidth.of(String(word))
             let sep = lineWidth > 0 ? 1 : 0
             if lineWidth + sep + w <= width {
@@ -36,7 +35,6 @@ public func wordWrap(_ text: String, width: Int) -> [String] {
                     lineWidth += cw
                 }
             }
-            pendingSpace = false
         }
         out.append(line)
     }

@@ -147,3 +147,47 @@ final class GridTests: XCTestCase {
         XCTAssertGreaterThan(b.meanMilliseconds, 0)
     }
 }
+
+final class RenderDetailTests: XCTestCase {
+    func testLongInputScrollsToKeepTheCursorVisible() {
+        var s = Fixtures.loaded(cols: 80, rows: 24)
+        reduce(&s, .inputEdited(.insert(String(repeating: "abcdefghij", count: 12) + "THE-END")))
+        let g = render(s)
+        let inputRow = g.text.split(separator: "\n")[21]
+        XCTAssertTrue(inputRow.contains("THE-END"), String(inputRow))
+        let row = g.row(21)
+        let end = row.distance(from: row.startIndex, to: row.range(of: "THE-END")!.upperBound)
+        XCTAssertEqual(g[end, 21].style.role, .cursor, "cursor sits after the text")
+        reduce(&s, .inputEdited(.home))
+        XCTAssertTrue(render(s).text.split(separator: "\n")[21].hasPrefix("│› abcdefghij"))
+    }
+
+    func testScrolledTranscriptSaysSo() {
+        var s = Fixtures.duel(cols: 80, rows: 24)
+        reduce(&s, .scrolled(lines: 3))
+        let t = render(s).text
+        XCTAssertTrue(t.contains("↓ 3 more (PgDn)"), t)
+        reduce(&s, .scrolled(lines: 1000))
+        XCTAssertTrue(render(s).text.contains("› Where was Veltrona Robotics"), "scrolled to the top, clamped")
+    }
+
+    func testPanelFollowsTheSelection() {
+        var s = Fixtures.loaded(cols: 80, rows: 24)
+        reduce(&s, .focusChanged(.panel))
+        reduce(&s, .blockSelected(5))
+        let t = render(s).text
+        XCTAssertTrue(t.contains("Quillfeather Press"))
+        XCTAssertTrue(t.contains("of 6"))
+        let g = render(s)
+        let row = (0..<g.height).first { g.row($0).contains("Quillfeather") }!
+        XCTAssertEqual(g[5, row].style.role, .selected, "the selected block is highlighted")
+    }
+
+    func testDivergenceWithoutKLIsStillShown() {
+        var s = Fixtures.duel(cols: 160, rows: 45)
+        reduce(&s, .divergenceMeasured(Divergence(identical: false, firstTokenKL: nil, firstDifferingToken: 3)))
+        let t = render(s).text
+        XCTAssertTrue(t.contains("⚠ differs from baseline at token 4"), t)
+        XCTAssertTrue(t.contains("first-token KL n/a"))
+    }
+}
