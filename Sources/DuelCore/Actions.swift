@@ -35,6 +35,9 @@ public enum Action: Sendable, Hashable {
     case answerFinished(pane: PaneID, stats: RequestStats, cumulative: RequestStats)
     case engineFailed(pane: PaneID, message: String)
     case divergenceMeasured(Divergence)
+    /// The baseline's answer as token ids: the history keeps them, so the next prompt holds exactly
+    /// the tokens the engines produced.
+    case answerTokensKnown([Int32])
     /// Both answers are in; the turn joins the history (with the baseline's answer).
     case turnCompleted
     case cacheStatesUpdated([String: SegmentCacheState])

@@ -106,6 +106,8 @@ public struct AppState: Sendable, Hashable {
     /// The conversation sent to both engines, built from the baseline's answers.
     public var history: [Turn] = []
     public var pendingQuestion: String?
+    /// Token ids of the baseline's answer to the pending question, once known.
+    public var pendingAnswerTokens: [Int32]?
     /// The answer check of the last turn both engines finished (kept until the next one arrives).
     public var divergence: Divergence?
     /// The turn (1-based) `divergence` belongs to.

@@ -14,10 +14,14 @@ import Engine
 public protocol PromptBuilder: Sendable {
     func segments(system: String, documents: [Document], history: [Turn], question: String) -> [PromptSegment]
     func documentTokens(_ document: Document) -> [Int32]
+    /// Tokens that close an assistant turn (see `EngineRequest.turnSuffix`).
+    var turnSuffix: [Int32] { get }
 }
 
 extension PromptBuilder {
     public func tokenCount(of document: Document) -> Int { documentTokens(document).count }
+    /// Tokens that close an assistant turn (see `EngineRequest.turnSuffix`); none by default.
+    public var turnSuffix: [Int32] { [] }
 }
 
 /// A stand-in prompt builder: one token per whitespace-separated word, ids from a stable hash.

@@ -187,11 +187,14 @@ public func reduce(_ state: inout AppState, _ action: Action) -> [Effect] {
     case .divergenceMeasured(let d):
         state.divergence = d
         state.divergenceTurn = state.turnsCompleted + 1
+    case .answerTokensKnown(let tokens):
+        state.pendingAnswerTokens = tokens
     case .turnCompleted:
         guard let q = state.pendingQuestion else { return [] }
         let answer = state[.baseline].lastAnswer ?? ""
-        state.history.append(Turn(question: q, answer: answer))
+        state.history.append(Turn(question: q, answer: answer, answerTokens: state.pendingAnswerTokens))
         state.pendingQuestion = nil
+        state.pendingAnswerTokens = nil
         state.turnsCompleted += 1
     case .cacheStatesUpdated(let states):
         for i in state.blocks.indices {

@@ -139,27 +139,31 @@ public final class SessionController: @unchecked Sendable {
 
     private func runTurn(_ turn: TurnRequest, generation gen: Int, cancel: CancelFlag) {
         if cancel.isCancelled { return }
+        // TTFT counts tokenisation: each engine's clock starts this long before its own start.
+        let t0 = DispatchTime.now().uptimeNanoseconds
         let segments = builder.segments(system: turn.system, documents: turn.documents,
                                         history: turn.history, question: turn.question)
-        let request = EngineRequest(segments: segments, maxTokens: turn.maxTokens, sampling: turn.sampling)
+        let tokenising = DispatchTime.now().uptimeNanoseconds - t0
+        let request = EngineRequest(segments: segments, maxTokens: turn.maxTokens, sampling: turn.sampling,
+                                    turnSuffix: builder.turnSuffix)
 
         var cachedResult: GenerationResult?
         var baselineResult: GenerationResult?
         switch schedule {
         case .alternate:
-            cachedResult = run(cached, .cached, request, gen, cancel)
-            if !cancel.isCancelled { baselineResult = run(baseline, .baseline, request, gen, cancel) }
+            cachedResult = run(cached, .cached, request, tokenising: tokenising, gen, cancel)
+            if !cancel.isCancelled { baselineResult = run(baseline, .baseline, request, tokenising: tokenising, gen, cancel) }
         case .parallel:
             let done = DispatchSemaphore(value: 0)
             let box = ResultBox()
             let thread = Thread {
-                box.value = self.run(self.baseline, .baseline, request, gen, cancel)
+                box.value = self.run(self.baseline, .baseline, request, tokenising: tokenising, gen, cancel)
                 done.signal()
             }
             thread.name = "kvduel.baseline"
             thread.stackSize = 8 << 20
             thread.start()
-            cachedResult = run(cached, .cached, request, gen, cancel)
+            cachedResult = run(cached, .cached, request, tokenising: tokenising, gen, cancel)
             done.wait()
             baselineResult = box.value
         }
@@ -174,11 +178,14 @@ public final class SessionController: @unchecked Sendable {
             let kl = divergence?(request, c, b)
             emit(gen, .divergenceMeasured(Divergence(identical: identical, firstTokenKL: kl, firstDifferingToken: firstDiff)))
         }
+        if let b = baselineResult { emit(gen, .answerTokensKnown(b.tokens)) }
         emit(gen, .cacheStatesUpdated(cacheStates()))
         emit(gen, .turnCompleted)
     }
-    private func run(_ engine: InferenceEngine, _ pane: PaneID, _ request: EngineRequest,
+    private func run(_ engine: InferenceEngine, _ pane: PaneID, _ request: EngineRequest, tokenising: UInt64,
                      _ gen: Int, _ cancel: CancelFlag) -> GenerationResult? {
+        var request = request
+        request.submittedAt = DispatchTime.now().uptimeNanoseconds - tokenising
         do {
             let result = try engine.generate(request, cancel: cancel) { event in
                 switch event {

@@ -1,15 +1,26 @@
+import TerminalUI
 import ArgumentParser
 
 struct KVDuel: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "kvduel",
         abstract: "A live duel of KV-cache reuse: a cached engine against a baseline, same model, same threads.",
-        subcommands: [Generate.self, Tokenize.self, Logits.self, Bench.self])
+        subcommands: [Chat.self, Generate.self, Tokenize.self, Logits.self, Bench.self],
+        defaultSubcommand: Chat.self)
 }
 
 struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Benchmarks.", subcommands: [BenchEngine.self], defaultSubcommand: BenchEngine.self)
+        abstract: "Benchmarks: a scenario through both engines (default), or the engine alone.",
+        subcommands: [BenchScenario.self, BenchEngine.self, BenchRender.self], defaultSubcommand: BenchScenario.self)
+}
+
+struct BenchRender: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "render", abstract: "Frame time of a full screen with long transcripts.")
+    @Option(help: "Columns.") var cols = 160
+    @Option(help: "Rows.") var rows = 45
+    @Option(help: "Turns in each transcript.") var turns = 300
+    func run() { print(benchmarkRender(cols: cols, rows: rows, turns: turns).summary) }
 }
 
 KVDuel.main()

@@ -1,0 +1,237 @@
+import ArgumentParser
+import DuelCore
+import Engine
+import Foundation
+import GGUF
+import Llama
+import Tokenizer
+
+/// `kvduel bench --scenario FILE`: the whole duel without a screen. Schedule `alternate`: each
+/// engine gets all threads and they run one after the other, so timings do not disturb each other.
+/// Both get the same prompt tokens each turn; history is built from the baseline's answers.
+struct BenchScenario: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "scenario",
+        abstract: "Run a scenario through both engines and compare TTFT, reuse and answer quality.")
+
+    @Option(help: "Scenario YAML (see demos/).") var scenario: String
+    @OptionGroup var modelOptions: ModelOptions
+    @Option(help: "Share of a reused segment's tokens recomputed (CacheBlend); a comma-separated list sweeps ratios, re-running only the cached engine.")
+    var recompute: String = "\(ReuseEngine.Options().recomputeRatio)"
+    @Option(help: "RAM budget of the KV store, MiB.") var cacheMB: Int = 512
+    @Option(help: "Stored KV encoding: int8, f16 or f32.") var kvEncoding: String = "int8"
+    @Option(help: "Worker threads (each engine gets all of them, in turn).")
+    var threads = ProcessInfo.processInfo.activeProcessorCount
+    @Option(help: "Override the scenario's max_tokens.") var maxTokens: Int?
+    @Flag(help: "Print JSON.") var json = false
+
+    struct Side {
+        var ttft: Double
+        var reused: Int
+        var blended: Int
+        var recomputed: Int
+        var fresh: Int
+        var kvBytes: Int
+        var storeBytes: Int
+        var answer: String
+        var tokens: [Int32]
+        var stats: RequestStats
+    }
+
+    struct TurnResult {
+        var index: Int
+        var promptTokens: Int
+        var cached: Side
+        var baseline: Side
+        var answerKL: Double
+        var firstTokenAgree: Bool
+        var identical: Bool
+        var ttftRatio: Double { cached.ttft > 0 ? baseline.ttft / cached.ttft : 0 }
+    }
+
+    func run() throws {
+        let sc: Scenario
+        do { sc = try Scenario.load(path: scenario) } catch { throw CLIError("\(error)") }
+        let ratios = try recompute.split(separator: ",").map { s -> Double in
+            guard let r = Double(s.trimmingCharacters(in: .whitespaces)), (0...1).contains(r) else {
+                throw CLIError("--recompute takes ratios between 0 and 1, got '\(s)'")
+            }
+            return r
+        }
+        let model = try modelOptions.load()
+        let tokenizer = try loadTokenizer(model.file)
+        let builder = ChatPromptBuilder(tokenizer: tokenizer)
+        let maxTok = maxTokens ?? sc.maxTokens
+        let baseline = BaselineEngine(model: model, tokenizer: tokenizer, threads: threads)
+
+        // The baseline runs once; its answers make the history, so every sweep sees the same prompts.
+        var requests: [EngineRequest] = []
+        var baseResults: [GenerationResult] = []
+        var history: [Turn] = []
+        var docs: [Document] = []
+        for turn in sc.turns {
+            if !turn.documents.isEmpty { docs = sc.documents(for: turn) }
+            let t0 = DispatchTime.now().uptimeNanoseconds
+            let segs = builder.segments(system: sc.system, documents: docs, history: history, question: turn.user)
+            var req = EngineRequest(segments: segs, maxTokens: maxTok, submittedAt: t0,
+                                    turnSuffix: builder.turnSuffix, collectLogits: true)
+            let b = try baseline.generate(req, cancel: nil) { _ in }
+            req.collectLogits = false
+            req.submittedAt = nil
+            requests.append(req)
+            baseResults.append(b)
+            history.append(Turn(question: turn.user, answer: b.text, answerTokens: b.tokens))
+            if !json { FileHandle.standardError.write(Data("baseline turn \(requests.count)/\(sc.turns.count): \(req.promptTokens.count) prompt tokens, TTFT \(String(format: "%.0f", b.stats.ttftSeconds * 1000)) ms\n".utf8)) }
+        }
+
+        var sweeps: [(Double, [TurnResult])] = []
+        for ratio in ratios {
+            var opts = try CacheOptions(recompute: ratio, cacheMB: cacheMB, kvEncoding: kvEncoding).engineOptions(diskDirectory: nil)
+            opts.recomputeRatio = ratio
+            let cached = try ReuseEngine(model: model, tokenizer: tokenizer, threads: threads, options: opts)
+            var results: [TurnResult] = []
+            for (i, base) in baseResults.enumerated() {
+                var req = requests[i]
+                req.submittedAt = DispatchTime.now().uptimeNanoseconds
+                // Score the baseline's answer (and its end token, if it stopped there) teacher-forced.
+                let endedWithEOG = base.stats.generatedTokens > base.tokens.count
+                let eog: [Int32] = endedWithEOG ? [tokenizer.eosID ?? 2] : []
+                let stopToken = endedWithEOG ? (base.stepLogits?.last.map { Sampler.argmax($0) } ?? eog.first!) : nil
+                req.teacherForce = base.tokens + (stopToken.map { [$0] } ?? [])
+                let c = try cached.generate(req, cancel: nil) { _ in }
+                var kl = 0.0
+                let steps = min(base.stepLogits?.count ?? 0, c.teacherLogits?.count ?? 0)
+                for s in 0..<steps { kl += klDivergence(base.stepLogits![s], c.teacherLogits![s]) }
+                let mem = cached.memory
+                results.append(TurnResult(
+                    index: i + 1, promptTokens: req.promptTokens.count,
+                    cached: side(c, kvBytes: mem.liveKVBytes, store: mem.storeRAMBytes + mem.storeDiskBytes),
+                    baseline: side(base, kvBytes: base.stats.kvBytesLive, store: 0),
+                    answerKL: steps > 0 ? kl / Double(steps) : 0,
+                    firstTokenAgree: c.tokens.first == base.tokens.first,
+                    identical: c.tokens == base.tokens))
+                if !json { FileHandle.standardError.write(Data("cached (recompute \(ratio)) turn \(i + 1)/\(baseResults.count)\n".utf8)) }
+            }
+            sweeps.append((ratio, results))
+        }
+
+        if json { try printJSON(sc, model: model, sweeps: sweeps, maxTok: maxTok) } else { printTable(sc, model: model, sweeps: sweeps, maxTok: maxTok) }
+    }
+
+    func side(_ r: GenerationResult, kvBytes: Int, store: Int) -> Side {
+        Side(ttft: r.stats.ttftSeconds, reused: r.stats.reusedTokens, blended: r.stats.reusedBlended,
+             recomputed: r.stats.recomputed, fresh: r.stats.computedFresh, kvBytes: kvBytes, storeBytes: store,
+             answer: r.text, tokens: r.tokens, stats: r.stats)
+    }
+
+    struct Summary {
+        var meanRatio: Double
+        var warmMeanRatio: Double
+        var coldOverhead: Double
+        var meanKL: Double
+        var identicalTurns: Int
+        var firstTokenAgreeTurns: Int
+        var hitRate: Double
+        var longTurn: TurnResult?
+    }
+
+    func summarize(_ r: [TurnResult]) -> Summary {
+        let warm = r.dropFirst()
+        let reused = r.reduce(0) { $0 + $1.cached.reused }, prompt = r.reduce(0) { $0 + $1.promptTokens }
+        // The turn where the prompt first passes 2000 tokens.
+        let long = r.first { $0.promptTokens > 2000 }
+        return Summary(
+            meanRatio: r.map(\.ttftRatio).reduce(0, +) / Double(max(1, r.count)),
+            warmMeanRatio: warm.isEmpty ? 0 : warm.map(\.ttftRatio).reduce(0, +) / Double(warm.count),
+            coldOverhead: r.first.map { $0.cached.ttft / max($0.baseline.ttft, 1e-9) - 1 } ?? 0,
+            meanKL: r.map(\.answerKL).reduce(0, +) / Double(max(1, r.count)),
+            identicalTurns: r.filter(\.identical).count,
+            firstTokenAgreeTurns: r.filter(\.firstTokenAgree).count,
+            hitRate: prompt > 0 ? Double(reused) / Double(prompt) : 0,
+            longTurn: long)
+    }
+
+    func header(_ sc: Scenario, model: LlamaModel, maxTok: Int) -> [String] {
+        let m = MachineInfo.current
+        return ["kvduel bench: \(sc.name)",
+                "machine : \(m.description), \(m.cpus) CPUs",
+                "model   : \(model.config.name) (\(modelOptions.resolvedPath))",
+                "schedule: alternate — each engine gets all \(threads) threads, one after the other; greedy; max \(maxTok) tokens; same prompt tokens",
+                "store   : \(kvEncoding), \(cacheMB) MiB RAM; history from the baseline's answers"]
+    }
+
+    func printTable(_ sc: Scenario, model: LlamaModel, sweeps: [(Double, [TurnResult])], maxTok: Int) {
+        for line in header(sc, model: model, maxTok: maxTok) { print(line) }
+        for (ratio, results) in sweeps {
+            print("")
+            print("recompute \(Int((ratio * 100).rounded()))%")
+            print("turn  prompt | cached TTFT  reused (blend) recomp  fresh | baseline TTFT | speed-up  KL(b‖c)  1st  same")
+            for t in results {
+                print(String(format: "%4d  %6d | %8.0f ms  %6d (%5d) %6d %6d | %10.0f ms | %7.1fx  %7.4f  %@  %@",
+                             t.index, t.promptTokens, t.cached.ttft * 1000, t.cached.reused, t.cached.blended,
+                             t.cached.recomputed, t.cached.fresh, t.baseline.ttft * 1000, t.ttftRatio, t.answerKL,
+                             t.firstTokenAgree ? "yes" : "NO ", t.identical ? "yes" : "NO"))
+            }
+            let s = summarize(results)
+            print(String(format: "mean speed-up %.1fx (turns 2+: %.1fx) · hit rate %.1f%% of prompt tokens · mean answer KL %.4f · identical answers %d/%d · first token agrees %d/%d · cold-cache overhead %+.1f%%",
+                         s.meanRatio, s.warmMeanRatio, s.hitRate * 100, s.meanKL, s.identicalTurns, results.count,
+                         s.firstTokenAgreeTurns, results.count, s.coldOverhead * 100))
+            if let l = s.longTurn {
+                print(String(format: "first turn past 2000 prompt tokens: turn %d, %d tokens, %d new: cached %.0f ms vs baseline %.0f ms = %.1fx",
+                             l.index, l.promptTokens, l.promptTokens - l.cached.reused, l.cached.ttft * 1000, l.baseline.ttft * 1000, l.ttftRatio))
+            }
+        }
+        if sweeps.count > 1 {
+            print("\nrecompute ratio vs quality and speed:")
+            print("ratio   mean answer KL   mean speed-up (turns 2+)   identical")
+            for (ratio, results) in sweeps {
+                let s = summarize(results)
+                print(String(format: "%4.0f%%   %14.4f   %24.1fx   %d/%d", ratio * 100, s.meanKL, s.warmMeanRatio, s.identicalTurns, results.count))
+            }
+        }
+    }
+
+    func printJSON(_ sc: Scenario, model: LlamaModel, sweeps: [(Double, [TurnResult])], maxTok: Int) throws {
+        func sideJSON(_ s: Side) -> [String: Any] {
+            ["ttft_ms": s.ttft * 1000, "reused_tokens": s.reused, "blended_tokens": s.blended,
+             "recomputed_tokens": s.recomputed, "fresh_tokens": s.fresh, "kv_bytes": s.kvBytes,
+             "store_bytes": s.storeBytes, "answer": s.answer, "answer_tokens": s.tokens.count,
+             "hit_rate": s.stats.hitRate, "lookup_ms": s.stats.lookupSeconds * 1000, "load_ms": s.stats.loadSeconds * 1000,
+             "decode_tok_s": s.stats.decodeTokensPerSecond]
+        }
+        let m = MachineInfo.current
+        var runs: [[String: Any]] = []
+        for (ratio, results) in sweeps {
+            let s = summarize(results)
+            var summary: [String: Any] = [
+                "mean_ttft_ratio": s.meanRatio, "warm_mean_ttft_ratio": s.warmMeanRatio, "hit_rate": s.hitRate,
+                "mean_answer_kl": s.meanKL, "identical_turns": s.identicalTurns, "first_token_agree_turns": s.firstTokenAgreeTurns,
+                "turns": results.count, "cold_overhead": s.coldOverhead,
+            ]
+            if let l = s.longTurn { summary["first_turn_past_2000"] = ["turn": l.index, "prompt_tokens": l.promptTokens, "ttft_ratio": l.ttftRatio] }
+            runs.append([
+                "recompute": ratio,
+                "turns": results.map { t -> [String: Any] in
+                    ["turn": t.index, "prompt_tokens": t.promptTokens, "cached": sideJSON(t.cached), "baseline": sideJSON(t.baseline),
+                     "ttft_ratio": t.ttftRatio, "answers_identical": t.identical, "answer_kl": t.answerKL,
+                     "first_token_agree": t.firstTokenAgree]
+                },
+                "summary": summary,
+            ])
+        }
+        var obj: [String: Any] = [
+            "scenario": sc.name, "machine": m.description, "cpus": m.cpus, "threads": threads, "schedule": "alternate",
+            "model": model.config.name, "model_path": modelOptions.resolvedPath, "max_tokens": maxTok,
+            "kv_encoding": kvEncoding, "cache_mb": cacheMB,
+        ]
+        if runs.count == 1 {
+            obj["recompute"] = runs[0]["recompute"]
+            obj["turns"] = runs[0]["turns"]
+            obj["summary"] = runs[0]["summary"]
+        } else {
+            obj["runs"] = runs
+        }
+        let data = try JSONSerialization.data(withJSONObject: obj, options: [.prettyPrinted, .sortedKeys])
+        print(String(decoding: data, as: UTF8.self))
+    }
+}
