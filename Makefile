@@ -17,7 +17,9 @@ build:
 # Tests run optimised: the golden tests run the real model, which is too slow unoptimised.
 test: setup
 	$(SWIFT) build -c release --build-tests
+	$(SWIFT) build -c release --product kvduel
 	KVDUEL_REQUIRE_MODEL=$${KVDUEL_REQUIRE_MODEL:-1} $(SWIFT) test -c release --skip-build
+	bash Tests/e2e/duel-tmux.sh
 
 bench: setup build
 	$(BIN) bench engine

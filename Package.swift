@@ -5,7 +5,7 @@ import Glibc
 #endif
 
 /// Release builds enable AVX2/FMA when the build machine has them: without `-target-cpu`,
-/// Swift SIMD `addingProduct` lowers to scalar `fmaf` calls (see docs/ARCHITECTURE.md).
+/// Swift SIMD `addingProduct` lowers to scalar `fmaf` calls (see README, "Architecture").
 func hostCPUFlags() -> [String] {
     #if os(Linux) && arch(x86_64)
     // The manifest has no Foundation: read /proc/cpuinfo with stdio.

@@ -113,6 +113,20 @@ public final class ReuseEngine: InferenceEngine {
                 prefix = key.tokenRange.upperBound
             }
         }
+        // A prefix that ends inside a stored segment (e.g. two documents sharing their first
+        // header tokens) backs off to the segment's start, so the segment is reused whole.
+        var segStart = 0
+        for seg in request.segments {
+            let segEnd = segStart + seg.tokens.count
+            if segStart < prefix && prefix < segEnd {
+                if isReusable(seg, endsBefore: segEnd < prompt.count) && store.contains(store.segmentKey(for: seg.tokens)) {
+                    prefix = segStart
+                    work.truncate(to: prefix)
+                }
+                break
+            }
+            segStart = segEnd
+        }
         // The last prompt token is always computed: its logits give the first token.
         if prefix == prompt.count {
             prefix -= 1
@@ -130,13 +144,7 @@ public final class ReuseEngine: InferenceEngine {
             offset = b
             guard b > prefix else { continue }
             let from = max(a, prefix)
-            let reusable: Bool = {
-                guard from == a, b < prompt.count, seg.tokens.count >= options.minSegmentTokens else { return false }
-                if case .question = seg.role { return false }
-                if case .system = seg.role { return false }
-                return true
-            }()
-            if reusable, let entry = store.get(store.segmentKey(for: seg.tokens)), entry.tokenCount == seg.tokens.count {
+            if from == a, isReusable(seg, endsBefore: b < prompt.count), let entry = store.get(store.segmentKey(for: seg.tokens)), entry.tokenCount == seg.tokens.count {
                 let slots = load(entry, tokens: seg.tokens, into: work)
                 work.shift(slots, by: Int32(a) - entry.positions[0])
                 blendedSegments.insert(si)
@@ -221,6 +229,15 @@ public final class ReuseEngine: InferenceEngine {
         cumulative.accumulate(stats)
         onEvent(.finished(stats))
         return result
+    }
+
+    /// Documents and earlier turns of enough tokens, not at the very end, can be reused as segments.
+    private func isReusable(_ seg: PromptSegment, endsBefore: Bool) -> Bool {
+        guard endsBefore, seg.tokens.count >= options.minSegmentTokens else { return false }
+        switch seg.role {
+        case .document, .history: return true
+        case .system, .question: return false
+        }
     }
 
     /// Fresh rows only: prefill in ubatches with progress events.

@@ -58,6 +58,7 @@ struct BenchScenario: ParsableCommand {
             }
             return r
         }
+        for r in ratios { _ = try CacheOptions.engineOptions(recompute: r, cacheMB: cacheMB, kvEncoding: kvEncoding, diskDirectory: nil) }
         let model = try modelOptions.load()
         let tokenizer = try loadTokenizer(model.file)
         let builder = ChatPromptBuilder(tokenizer: tokenizer)
@@ -86,8 +87,7 @@ struct BenchScenario: ParsableCommand {
 
         var sweeps: [(Double, [TurnResult])] = []
         for ratio in ratios {
-            var opts = try CacheOptions(recompute: ratio, cacheMB: cacheMB, kvEncoding: kvEncoding).engineOptions(diskDirectory: nil)
-            opts.recomputeRatio = ratio
+            let opts = try CacheOptions.engineOptions(recompute: ratio, cacheMB: cacheMB, kvEncoding: kvEncoding, diskDirectory: nil)
             let cached = try ReuseEngine(model: model, tokenizer: tokenizer, threads: threads, options: opts)
             var results: [TurnResult] = []
             for (i, base) in baseResults.enumerated() {

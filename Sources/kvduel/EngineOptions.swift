@@ -15,6 +15,10 @@ struct CacheOptions: ParsableArguments {
     var kvEncoding: String = "int8"
 
     func engineOptions(diskDirectory: String?) throws -> ReuseEngine.Options {
+        try Self.engineOptions(recompute: recompute, cacheMB: cacheMB, kvEncoding: kvEncoding, diskDirectory: diskDirectory)
+    }
+
+    static func engineOptions(recompute: Double, cacheMB: Int, kvEncoding: String, diskDirectory: String?) throws -> ReuseEngine.Options {
         guard (0...1).contains(recompute) else { throw CLIError("--recompute must be between 0 and 1, got \(recompute)") }
         guard cacheMB > 0 else { throw CLIError("--cache-mb must be positive") }
         guard let enc = KVEncoding(name: kvEncoding) else { throw CLIError("--kv-encoding must be int8, f16 or f32, got '\(kvEncoding)'") }

@@ -1,3 +1,4 @@
+import DuelCore
 import TerminalUI
 import ArgumentParser
 
@@ -5,7 +6,7 @@ struct KVDuel: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "kvduel",
         abstract: "A live duel of KV-cache reuse: a cached engine against a baseline, same model, same threads.",
-        subcommands: [Chat.self, Generate.self, Tokenize.self, Logits.self, Bench.self],
+        subcommands: [Chat.self, Generate.self, Tokenize.self, Logits.self, Bench.self, Keys.self],
         defaultSubcommand: Chat.self)
 }
 
@@ -21,6 +22,11 @@ struct BenchRender: ParsableCommand {
     @Option(help: "Rows.") var rows = 45
     @Option(help: "Turns in each transcript.") var turns = 300
     func run() { print(benchmarkRender(cols: cols, rows: rows, turns: turns).summary) }
+}
+
+struct Keys: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Print the duel's keys as a Markdown table (the README's table).")
+    func run() { print(Keymap.markdownTable(), terminator: "") }
 }
 
 KVDuel.main()

@@ -1,0 +1,80 @@
+#!/usr/bin/env bash
+# End-to-end: drives the real kvduel binary in tmux on the default model, as a person would.
+# 1 start at 160x45 · 2 ask · 3 both panes show TTFT · 4 Tab, Shift-Down moves a block, Tab, ask
+# again · 5 cached hit rate > 0 and the block order changed on screen · 6 resize · 7 Ctrl-C restores
+# the terminal. Prints "N passed, N failed" and exits non-zero on any failure.
+set -u
+cd "$(dirname "$0")/../.."
+BIN=${KVDUEL_BIN:-.build/release/kvduel}
+S=kvduel-e2e-$$
+OUT=$(mktemp -d)
+pass=0; fail=0
+ok()   { pass=$((pass + 1)); echo "ok   - $1"; }
+bad()  { fail=$((fail + 1)); echo "FAIL - $1"; [ -n "${2:-}" ] && echo "$2" | sed 's/^/       /'; }
+screen() { tmux capture-pane -p -t "$S"; }
+# wait_for REGEX COUNT SECONDS: until the screen shows REGEX at least COUNT times.
+wait_for() {
+    local i=0
+    while [ $i -lt $(($3 * 2)) ]; do
+        [ "$(screen | grep -cE "$1")" -ge "$2" ] && return 0
+        sleep 0.5; i=$((i + 1))
+    done
+    return 1
+}
+finish() {
+    tmux kill-session -t "$S" 2>/dev/null
+    rm -rf "$OUT"
+    echo "$pass passed, $fail failed"
+    [ $fail -eq 0 ]
+    exit $?
+}
+command -v tmux >/dev/null || { bad "tmux is installed"; finish; }
+[ -x "$BIN" ] || { bad "binary $BIN exists (build it with make build)"; finish; }
+
+export KVDUEL_CACHE_DIR=${KVDUEL_CACHE_DIR:-$HOME/.cache/kvduel}
+tmux new-session -d -s "$S" -x 160 -y 45 "bash --norc --noprofile"
+tmux send-keys -t "$S" "stty -a > $OUT/stty-before; LANG=C.UTF-8 $BIN chat --max-tokens 12 --no-disk; echo EXIT=\$? > $OUT/exit" Enter
+
+# 1. The duel opens; the model loads.
+if wait_for "type a question and press Enter" 1 60; then ok "the duel opens and the model loads"; else bad "the duel opens" "$(screen)"; finish; fi
+
+# 2-3. Ask; both panes show a final TTFT.
+tmux send-keys -t "$S" -l "Where was Veltrona Robotics founded?"
+tmux send-keys -t "$S" Enter
+if wait_for "TTFT [0-9.]+ m?s · reused" 2 600; then ok "both panes show a TTFT after the first question"; else bad "both panes show a TTFT" "$(screen)"; finish; fi
+wait_for "turn 1 · 1 in history" 1 60
+before=$(screen | grep -E "^│ +[0-9]+ \[[x ]\]" | head -2 | sed -E 's/^│ +[0-9]+ \[.\] ([A-Za-z ]+[a-z]) .*/\1/')
+
+# 4. Tab into the panel, move the first block down with Shift-Down, Tab back, ask again.
+tmux send-keys -t "$S" Tab
+sleep 0.3
+tmux send-keys -t "$S" S-Down
+sleep 0.5
+after=$(screen | grep -E "^│ +[0-9]+ \[[x ]\]" | head -2 | sed -E 's/^│ +[0-9]+ \[.\] ([A-Za-z ]+[a-z]) .*/\1/')
+tmux send-keys -t "$S" Tab
+tmux send-keys -t "$S" -l "Who founded Brightwater Analytics?"
+tmux send-keys -t "$S" Enter
+if wait_for "TTFT [0-9.]+ m?s · reused" 4 600; then ok "both panes answer the second question"; else bad "both panes answer the second question" "$(screen)"; finish; fi
+
+# 5. Cached hit rate > 0; the order changed on screen.
+hit=$(screen | grep -oE "│TTFT [^│]*hit [0-9]+/[0-9]+" | head -1 | grep -oE "hit [0-9]+" | grep -oE "[0-9]+")
+if [ -n "$hit" ] && [ "$hit" -gt 0 ]; then ok "the cached pane shows a non-zero hit rate ($hit tokens)"; else bad "cached hit rate > 0" "$(screen | grep -E 'hit')"; fi
+b1=$(echo "$before" | head -1); b2=$(echo "$before" | tail -1); a1=$(echo "$after" | head -1); a2=$(echo "$after" | tail -1)
+if [ -n "$b1" ] && [ "$a1" = "$b2" ] && [ "$a2" = "$b1" ]; then ok "Shift-Down swapped '$b1' and '$b2' on screen"; else bad "block order changed" "before: $before / after: $after"; fi
+
+# 6. Resize: everything is laid out again, nothing lost.
+tmux resize-window -t "$S" -x 100 -y 30 2>/dev/null || tmux resize-pane -t "$S" -x 100 -y 30
+sleep 1
+if screen | grep -q "cached" && screen | grep -q "baseline" && [ "$(screen | head -1 | wc -m)" -le 101 ]; then ok "resized to 100x30 and re-laid out"; else bad "resize" "$(screen)"; fi
+tmux resize-window -t "$S" -x 160 -y 45 2>/dev/null || true
+sleep 0.5
+
+# 7. Ctrl-C quits and restores the terminal.
+tmux send-keys -t "$S" C-c
+for _ in $(seq 1 20); do [ -f "$OUT/exit" ] && break; sleep 0.5; done
+if [ -f "$OUT/exit" ] && grep -q "EXIT=0" "$OUT/exit"; then ok "Ctrl-C quits with status 0"; else bad "Ctrl-C quits" "$(cat "$OUT/exit" 2>/dev/null) $(screen | tail -5)"; fi
+tmux send-keys -t "$S" "stty -a > $OUT/stty-after" Enter
+sleep 1
+if [ -f "$OUT/stty-after" ] && diff -q "$OUT/stty-before" "$OUT/stty-after" >/dev/null; then ok "terminal modes restored exactly"; else bad "terminal restored" "$(diff "$OUT/stty-before" "$OUT/stty-after" 2>&1)"; fi
+if screen | grep -q "EXIT=\|stty -a"; then ok "back on the shell's normal screen"; else bad "normal screen" "$(screen)"; fi
+finish
