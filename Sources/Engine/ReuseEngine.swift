@@ -93,17 +93,21 @@ public final class ReuseEngine: InferenceEngine {
         stats.recomputeRatio = options.recomputeRatio
         let storeBefore = store.stats
 
-        // ---- 1. exact prefix: live context or stored chunk chain ----
+        // ---- 1. prefix: live context or stored chunk chain ----
+        // The live context matches exactly up to `liveExact`; past it (after a blended turn) its
+        // KV is the previous turn's blend, reused as is and counted as blended, not exact.
         var liveMatch = 0
         let liveTokens = live.tokens
-        while liveMatch < min(liveExact, prompt.count) && liveTokens[liveMatch] == prompt[liveMatch] { liveMatch += 1 }
+        while liveMatch < min(live.count, prompt.count) && liveTokens[liveMatch] == prompt[liveMatch] { liveMatch += 1 }
         let match = store.matchPrefix(tokens: prompt)
         let work: KVState
         var prefix = 0
+        var exactLimit = Int.max       // prefix tokens past this are approximate
         if liveMatch > 0 && liveMatch >= match.tokenCount {
             work = live
             work.truncate(to: liveMatch)
             prefix = liveMatch
+            exactLimit = liveExact
         } else {
             work = live
             work.clear()
@@ -181,9 +185,11 @@ public final class ReuseEngine: InferenceEngine {
         }
         onEvent(.prefillProgress(done: prompt.count, total: prompt.count))
         stats.prefillSeconds = EngineCore.seconds(t0, EngineCore.now())
-        stats.reusedExact = prefix
+        let exactPrefix = min(prefix, exactLimit)
+        stats.reusedExact = exactPrefix
         stats.recomputed = recomputed.count
-        stats.reusedBlended = options.recomputeRatio <= 0 ? candidates.count : candidates.count - recomputed.count
+        stats.reusedBlended = (prefix - exactPrefix)
+            + (options.recomputeRatio <= 0 ? candidates.count : candidates.count - recomputed.count)
         stats.computedFresh = prompt.count - prefix - candidates.count
 
         // ---- decode ----
@@ -199,25 +205,22 @@ public final class ReuseEngine: InferenceEngine {
         }
 
         // ---- after the answer: encode it for the next turn, store chunks and segments ----
+        // The answer's decode-time KV came from int8 activations; a batch prefill computes it the
+        // way the baseline will, so the next turn's reuse of it is exact (if its context was).
         let t1 = EngineCore.now()
-        let firstBlended = candidates.isEmpty ? prompt.count : prefix + candidates[0]
+        let firstApproximate = min(exactPrefix < prefix ? exactPrefix : prompt.count,
+                                   candidates.isEmpty ? prompt.count : prefix + candidates[0])
         work.truncate(to: prompt.count)
-        if firstBlended == prompt.count && cancel?.isCancelled != true {
-            // The answer's decode-time KV came from int8 activations; a batch prefill computes
-            // it the way the baseline will, so the next turn's exact reuse stays exact.
-            let tail = d.tokens + request.turnSuffix
-            if !tail.isEmpty {
-                core.ctx.forward(tokens: tail, positions: (0..<tail.count).map { Int32(prompt.count + $0) },
-                                 cache: work, logits: .none)
-            }
-            liveExact = work.count
-        } else {
-            liveExact = firstBlended
+        let tail = d.tokens + request.turnSuffix
+        let encoded = cancel?.isCancelled != true
+        if encoded && !tail.isEmpty {
+            core.ctx.forward(tokens: tail, positions: (0..<tail.count).map { Int32(prompt.count + $0) },
+                             cache: work, logits: .none)
         }
         live = work
+        liveExact = firstApproximate == prompt.count ? work.count : firstApproximate
         storeChunks(upTo: liveExact)
-        storeSegments(request.segments, skipping: blendedSegments, exactUpTo: liveExact,
-                      answer: firstBlended == prompt.count ? d.tokens + request.turnSuffix : nil)
+        storeSegments(request.segments, skipping: blendedSegments, answer: encoded ? tail : nil)
         stats.postAnswerSeconds = EngineCore.seconds(t1, EngineCore.now())
 
         let after = store.stats
@@ -289,7 +292,7 @@ public final class ReuseEngine: InferenceEngine {
         }
     }
 
-    private func storeSegments(_ segments: [PromptSegment], skipping blended: Set<Int>, exactUpTo exact: Int, answer: [Int32]?) {
+    private func storeSegments(_ segments: [PromptSegment], skipping blended: Set<Int>, answer: [Int32]?) {
         var offset = 0
         for (i, seg) in segments.enumerated() {
             let r = offset..<(offset + seg.tokens.count)
@@ -310,6 +313,5 @@ public final class ReuseEngine: InferenceEngine {
                 break
             }
         }
-        _ = exact
     }
 }

@@ -46,7 +46,12 @@ struct Chat: ParsableCommand {
         if !doc.isEmpty {
             do { config.documents += try doc.map { try Document.load(path: $0) } } catch { throw CLIError("cannot read document: \(error.localizedDescription)") }
         }
-        if config.documents.isEmpty && scenario == nil { config.documents = Document.defaultDocuments() }
+        if config.documents.isEmpty && scenario == nil {
+            // The sample set: four of six blocks included, so the first (cold) answer comes quickly
+            // on a laptop; Space includes the others.
+            config.documents = Document.defaultDocuments()
+            if docs == nil && doc.isEmpty { config.initialOrder = config.documents.prefix(4).map(\.id) }
+        }
         if let maxTokens { config.maxTokens = maxTokens }
 
         if demo {
