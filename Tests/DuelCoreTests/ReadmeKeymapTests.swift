@@ -14,7 +14,7 @@ final class ReadmeKeymapTests: XCTestCase {
         let want = Keymap.markdownTable()
         if table != want {
             let a = table.split(separator: "\n"), b = want.split(separator: "\n")
-            let i = zip(a, b).firstIndex { $0 != $1 } ?? min(a.count, b.count)
+            let i = Array(zip(a, b)).firstIndex { $0.0 != $0.1 } ?? min(a.count, b.count)
             XCTFail("README key table differs from Keymap at line \(i + 1): README \(i < a.count ? String(a[i]) : "<end>") vs keymap \(i < b.count ? String(b[i]) : "<end>"); regenerate with `kvduel keys`")
         }
     }

@@ -16,7 +16,7 @@ screen() { tmux capture-pane -p -t "$S"; }
 wait_for() {
     local i=0
     while [ $i -lt $(($3 * 2)) ]; do
-        [ "$(screen | grep -cE "$1")" -ge "$2" ] && return 0
+        [ "$(screen | grep -oE "$1" | wc -l)" -ge "$2" ] && return 0
         sleep 0.5; i=$((i + 1))
     done
     return 1
@@ -39,7 +39,7 @@ tmux send-keys -t "$S" "stty -a > $OUT/stty-before; LANG=C.UTF-8 $BIN chat --max
 if wait_for "type a question and press Enter" 1 60; then ok "the duel opens and the model loads"; else bad "the duel opens" "$(screen)"; finish; fi
 
 # 2-3. Ask; both panes show a final TTFT.
-tmux send-keys -t "$S" -l "Where was Veltrona Robotics founded?"
+tmux send-keys -t "$S" -l "Who founded Brightwater Analytics?"
 tmux send-keys -t "$S" Enter
 if wait_for "TTFT [0-9.]+ m?s · reused" 2 600; then ok "both panes show a TTFT after the first question"; else bad "both panes show a TTFT" "$(screen)"; finish; fi
 wait_for "turn 1 · 1 in history" 1 60
@@ -52,7 +52,7 @@ tmux send-keys -t "$S" S-Down
 sleep 0.5
 after=$(screen | grep -E "^│ +[0-9]+ \[[x ]\]" | head -2 | sed -E 's/^│ +[0-9]+ \[.\] ([A-Za-z ]+[a-z]) .*/\1/')
 tmux send-keys -t "$S" Tab
-tmux send-keys -t "$S" -l "Who founded Brightwater Analytics?"
+tmux send-keys -t "$S" -l "How many cafés does Orchid Lane Coffee run?"
 tmux send-keys -t "$S" Enter
 if wait_for "TTFT [0-9.]+ m?s · reused" 4 600; then ok "both panes answer the second question"; else bad "both panes answer the second question" "$(screen)"; finish; fi
 
