@@ -1,0 +1,167 @@
+import DuelCore
+import Engine
+import Foundation
+import KVCache
+import Llama
+import TestSupport
+import XCTest
+
+/// CacheBlend segment reuse: documents seen in one order, asked about in another.
+final class BlendTests: XCTestCase {
+    static let system = PromptSegment(role: .system, tokens: Fixture.tokens(20, seed: 301))
+    static let docX = PromptSegment(role: .document(id: "x"), tokens: Fixture.tokens(32, seed: 302))
+    static let docY = PromptSegment(role: .document(id: "y"), tokens: Fixture.tokens(40, seed: 303))
+    static let q1 = PromptSegment(role: .question, tokens: Fixture.tokens(10, seed: 304))
+    static let q2 = PromptSegment(role: .question, tokens: Fixture.tokens(12, seed: 305))
+
+    static let requestA = EngineRequest(segments: [system, docX, docY, q1], maxTokens: 6, turnSuffix: Fixture.tinyTurnSuffix)
+    static let requestB = EngineRequest(segments: [system, docY, docX, q2], maxTokens: 6, turnSuffix: Fixture.tinyTurnSuffix)
+    static let docTokens = docX.tokens.count + docY.tokens.count   // 72 candidates in B
+
+    /// Runs A then B on a cached engine with `ratio`; B on a baseline. Returns (baseline B, cached B).
+    func blendB(ratio: Double, encoding: KVEncoding = .int8) throws -> (base: GenerationResult, cached: GenerationResult) {
+        XCTAssertNotEqual(Self.docX.tokens[0], Self.docY.tokens[0], "fixture: documents must differ at their first token")
+        let cached = try Fixture.reuse(options: Fixture.tinyOptions(ratio: ratio, encoding: encoding))
+        let a = try runRequest(cached, Self.requestA).result
+        XCTAssertEqual(a.stats.computedFresh, Self.requestA.promptTokens.count, "A is cold")
+        XCTAssertEqual(cached.cacheState(of: Self.docX.tokens), .cached, "docX stored after A")
+        XCTAssertEqual(cached.cacheState(of: Self.docY.tokens), .cached, "docY stored after A")
+        let c = try runRequest(cached, Self.requestB).result
+        let b = try runRequest(try Fixture.baseline(), Self.requestB).result
+        return (b, c)
+    }
+
+    func testFullRecomputeEqualsFullPrefill() throws {
+        let (b, c) = try blendB(ratio: 1.0)
+        let s = c.stats
+        XCTAssertEqual(s.reusedExact, Self.system.tokens.count, "B shares only the system prompt exactly: \(split(s))")
+        XCTAssertEqual(s.reusedBlended, 0, split(s))
+        XCTAssertEqual(s.recomputed, Self.docTokens, "every document token recomputed: \(split(s))")
+        XCTAssertEqual(s.computedFresh, Self.q2.tokens.count, split(s))
+        XCTAssertEqual(s.checkedTokens, Self.docTokens)
+        XCTAssertEqual(s.recomputeRatio, 1.0)
+        let d = kl(b.firstTokenLogits!, c.firstTokenLogits!)
+        XCTAssertLessThan(d, 1e-4, "KL(full ‖ blended at ratio 1) = \(d)")
+        XCTAssertLessThanOrEqual(maxAbsDiff(b.firstTokenLogits!, c.firstTokenLogits!), 1e-3)
+        XCTAssertEqual(c.tokens, b.tokens)
+    }
+
+    func testPartialRecomputeRecomputesTheRatio() throws {
+        let (b, c) = try blendB(ratio: 0.15)
+        let s = c.stats
+        let keep = Int((0.15 * Double(Self.docTokens)).rounded())   // 11
+        let heads = 2 * 4                                           // first 4 tokens of each document
+        XCTAssertEqual(s.reusedExact, Self.system.tokens.count, split(s))
+        XCTAssertGreaterThanOrEqual(s.recomputed, max(keep, heads), "top-\(keep) ∪ segment heads: \(split(s))")
+        XCTAssertLessThanOrEqual(s.recomputed, keep + heads, "top-\(keep) ∪ segment heads: \(split(s))")
+        XCTAssertEqual(s.reusedBlended, Self.docTokens - s.recomputed, split(s))
+        XCTAssertEqual(s.computedFresh, Self.q2.tokens.count, split(s))
+        XCTAssertGreaterThan(s.reusedBlended, 0)
+        XCTAssertGreaterThan(s.hitRate, 0)
+        XCTAssertEqual(s.hitRate, Double(s.reusedExact + s.reusedBlended) / Double(s.promptTokens), accuracy: 1e-12)
+        XCTAssertEqual(s.checkedTokens, Self.docTokens)
+        let d = kl(b.firstTokenLogits!, c.firstTokenLogits!)
+        XCTAssertTrue(d.isFinite && d < 1, "KL(full ‖ blended at 0.15) = \(d)")
+    }
+
+    func testNoRecomputeReusesEveryDocumentToken() throws {
+        let (b, c) = try blendB(ratio: 0)
+        let s = c.stats
+        XCTAssertEqual(s.recomputed, 0, split(s))
+        XCTAssertEqual(s.reusedBlended, Self.docTokens, split(s))
+        XCTAssertEqual(s.reusedExact, Self.system.tokens.count, split(s))
+        XCTAssertEqual(s.computedFresh, Self.q2.tokens.count, split(s))
+        let d = kl(b.firstTokenLogits!, c.firstTokenLogits!)
+        XCTAssertTrue(d.isFinite && d < 1, "KL(full ‖ pure reuse) = \(d)")
+    }
+
+    /// More recompute, closer to the full prefill (on average over a few question variants).
+    func testMoreRecomputeIsCloser() throws {
+        var kls: [Double: Double] = [:]
+        for ratio in [0.0, 0.5, 1.0] {
+            let (b, c) = try blendB(ratio: ratio)
+            kls[ratio] = kl(b.firstTokenLogits!, c.firstTokenLogits!)
+        }
+        print("blend KL by ratio: \(kls.sorted { $0.key < $1.key })")
+        XCTAssertLessThan(kls[1.0]!, kls[0.0]!, "\(kls)")
+        XCTAssertLessThanOrEqual(kls[0.5]!, kls[0.0]! * 1.05, "\(kls)")
+        XCTAssertGreaterThan(kls[0.0]!, 1e-6, "pure reuse of moved documents is approximate: \(kls)")
+    }
+
+    /// After a blended turn only the part before the first blended token is exact: the next turn
+    /// reuses exactly the system prompt and blends the documents again, never treating blended KV as exact.
+    func testBlendedKVIsNeverReusedAsExact() throws {
+        let cached = try Fixture.reuse(options: Fixture.tinyOptions(ratio: 0))
+        _ = try runRequest(cached, Self.requestA)
+        let bResult = try runRequest(cached, Self.requestB).result
+        let next = EngineRequest(segments: Self.requestB.segments.dropLast() + [
+            PromptSegment(role: .history, tokens: Self.q2.tokens + bResult.tokens + Fixture.tinyTurnSuffix),
+            PromptSegment(role: .question, tokens: Fixture.tokens(9, seed: 306)),
+        ], maxTokens: 4, turnSuffix: Fixture.tinyTurnSuffix)
+        let s = try runRequest(cached, next).result.stats
+        XCTAssertEqual(s.reusedExact, Self.system.tokens.count, "exact reuse stops at the first blended token: \(split(s))")
+        XCTAssertEqual(s.reusedBlended, Self.docTokens, split(s))
+    }
+
+    /// RoPE re-rotation through the engine: a document computed after a 20-token system prompt, then
+    /// reused after a 40-token one (pure reuse, f32 store), equals the same cache composed by hand
+    /// with `KVState.shift(by: +20)`; and differs clearly from the cache left unrotated.
+    func testMovedSegmentIsReRotatedByItsPositionDelta() throws {
+        let (model, _) = try Fixture.tinyModel()
+        let s1 = PromptSegment(role: .system, tokens: Fixture.tokens(20, seed: 311))
+        let s2 = PromptSegment(role: .system, tokens: Fixture.tokens(40, seed: 312))
+        let doc = PromptSegment(role: .document(id: "d"), tokens: Fixture.tokens(32, seed: 313))
+        let q = PromptSegment(role: .question, tokens: Fixture.tokens(10, seed: 314))
+        XCTAssertNotEqual(s1.tokens[0], s2.tokens[0])
+        let cached = try Fixture.reuse(options: Fixture.tinyOptions(ratio: 0, encoding: .f32))
+        _ = try runRequest(cached, EngineRequest(segments: [s1, doc, q], maxTokens: 2))
+        let got = try runRequest(cached, EngineRequest(segments: [s2, doc, q], maxTokens: 2)).result
+        XCTAssertEqual(got.stats.reusedBlended, 32, split(got.stats))
+        XCTAssertEqual(got.stats.reusedExact, 0, split(got.stats))
+
+        func composed(rotate: Bool) -> [Float] {
+            let ctx = LlamaContext(model: model, threads: 1)
+            let first = KVState(config: model.config)
+            ctx.forward(tokens: s1.tokens + doc.tokens, positions: (0..<52).map { Int32($0) }, cache: first, logits: .none)
+            let w = KVState(config: model.config)
+            w.append(tokens: s2.tokens, positions: (0..<40).map { Int32($0) })
+            w.copy(from: first, slots: 20..<52)                        // positions 20..<52
+            if rotate {
+                w.shift(40..<72, by: 20)
+            } else {
+                for i in 0..<32 { w.setSlot(40 + i, token: doc.tokens[i], position: Int32(40 + i)) }
+            }
+            w.append(tokens: q.tokens, positions: (72..<82).map { Int32($0) })
+            let rows = Array(0..<40) + Array(72..<82)
+            return ctx.forward(tokens: s2.tokens + q.tokens, positions: rows.map { Int32($0) }, cache: w, slots: rows)
+        }
+        let want = composed(rotate: true), unrotated = composed(rotate: false)
+        let d = maxAbsDiff(got.firstTokenLogits!, want)
+        XCTAssertLessThanOrEqual(d, 1e-4, "engine vs hand-composed shifted cache: max |Δ| = \(d)")
+        XCTAssertGreaterThan(maxAbsDiff(unrotated, want), 1e-2, "the check is sensitive to the rotation")
+    }
+
+    /// The default model, two documents reordered, ratio 1: KL(full ‖ blended) < 1e-4.
+    func testRealModelReorderedDocumentsFullRecompute() throws {
+        let (model, tok) = try Fixture.realModel()
+        let builder = ChatPromptBuilder(tokenizer: tok)
+        var o = ReuseEngine.Options()
+        o.recomputeRatio = 1.0
+        let cached = try ReuseEngine(model: model, tokenizer: tok, threads: 2, options: o)
+        let base = BaselineEngine(model: model, tokenizer: tok, threads: 2)
+        let x = Document(id: "x", title: "Rivers", text: "The Seine flows through Paris. The Tiber flows through Rome. The Thames flows through London.")
+        let y = Document(id: "y", title: "Mountains", text: "Mont Blanc is the highest mountain in the Alps. The Matterhorn stands above Zermatt.")
+        let a = EngineRequest(segments: builder.segments(system: "", documents: [x, y], history: [], question: "Which river flows through Rome?"),
+                              maxTokens: 4, turnSuffix: builder.turnSuffix)
+        let b = EngineRequest(segments: builder.segments(system: "", documents: [y, x], history: [], question: "Where is the Matterhorn?"),
+                              maxTokens: 4, turnSuffix: builder.turnSuffix)
+        _ = try runRequest(cached, a)
+        let c = try runRequest(cached, b).result, f = try runRequest(base, b).result
+        let docTokens = builder.documentTokens(x).count + builder.documentTokens(y).count
+        XCTAssertEqual(c.stats.recomputed, docTokens, split(c.stats))
+        XCTAssertEqual(c.stats.reusedBlended, 0, split(c.stats))
+        let d = kl(f.firstTokenLogits!, c.firstTokenLogits!)
+        XCTAssertLessThan(d, 1e-4, "real model: KL(full ‖ blended at ratio 1) = \(d)")
+        XCTAssertEqual(c.tokens, f.tokens)
+    }
+}

@@ -1,0 +1,138 @@
+import Engine
+import Foundation
+import KVCache
+import TestSupport
+import XCTest
+
+/// The cached engine's disk store: warm start, model identity in keys, damaged files.
+final class StoreTests: XCTestCase {
+    // 270 + 30 + 10 = 310 tokens: the first 256-token chunk lies inside the system prompt.
+    static let system = PromptSegment(role: .system, tokens: Fixture.tokens(270, seed: 401))
+    static let doc = PromptSegment(role: .document(id: "d"), tokens: Fixture.tokens(30, seed: 402))
+    static let question = PromptSegment(role: .question, tokens: Fixture.tokens(10, seed: 403))
+    static let request = EngineRequest(segments: [system, doc, question], maxTokens: 6, turnSuffix: Fixture.tinyTurnSuffix)
+    /// The document moved behind another system prompt: only segment (blend) reuse can apply.
+    static let moved = EngineRequest(segments: [PromptSegment(role: .system, tokens: Fixture.tokens(25, seed: 404)), doc, question],
+                                     maxTokens: 6, turnSuffix: Fixture.tinyTurnSuffix)
+
+    var dirs: [String] = []
+    override func tearDown() {
+        for d in dirs { try? FileManager.default.removeItem(atPath: d) }
+        dirs = []
+    }
+
+    func newDir(_ name: String) -> String {
+        let d = Fixture.tempDir(name)
+        dirs.append(d)
+        return d
+    }
+
+    /// Ratio 1 and f32 entries, so outputs can be compared with the baseline exactly.
+    func options(_ dir: String) -> ReuseEngine.Options { Fixture.tinyOptions(ratio: 1.0, disk: dir, encoding: .f32) }
+
+    func kvFiles(_ dir: String) throws -> [String] {
+        try FileManager.default.contentsOfDirectory(atPath: dir).filter { $0.hasSuffix(".kv") }.sorted().map { dir + "/" + $0 }
+    }
+
+    /// Fills `dir` with the entries of `request` and `moved`, from an engine that is then dropped.
+    func populate(_ dir: String, seed: UInt64 = 7) throws {
+        let e = try Fixture.reuse(seed: seed, options: options(dir))
+        _ = try runRequest(e, Self.request)
+        XCTAssertGreaterThan(e.memory.storeDiskBytes, 0, "entries written to disk")
+        XCTAssertFalse(try kvFiles(dir).isEmpty, "*.kv files in \(dir)")
+    }
+
+    func assertEqualsBaseline(_ r: GenerationResult, _ request: EngineRequest, seed: UInt64 = 7, _ label: String,
+                              file: StaticString = #filePath, line: UInt = #line) throws {
+        let b = try runRequest(try Fixture.baseline(seed: seed), request).result
+        XCTAssertEqual(r.tokens, b.tokens, "\(label): tokens", file: file, line: line)
+        let d = maxAbsDiff(r.firstTokenLogits ?? [], b.firstTokenLogits ?? [])
+        XCTAssertLessThanOrEqual(d, 1e-3, "\(label): first-token logits max |Δ| = \(d)", file: file, line: line)
+    }
+
+    func testSecondEngineOnTheSameDiskStartsWarm() throws {
+        let dir = newDir("warm")
+        let first = try Fixture.reuse(options: options(dir))
+        _ = try runRequest(first, Self.request)
+        // A second engine over the same directory, while the first is still alive.
+        let second = try Fixture.reuse(options: options(dir))
+        XCTAssertEqual(second.cacheState(of: Self.doc.tokens), .cached, "segment found on disk")
+        let r = try runRequest(second, Self.request).result
+        XCTAssertEqual(r.stats.reusedExact, 256, "the first full chunk comes from disk: \(split(r.stats))")
+        XCTAssertEqual(r.stats.recomputed, Self.doc.tokens.count, "the stored document is reused (ratio 1: recomputed): \(split(r.stats))")
+        XCTAssertGreaterThan(second.store.stats.diskHits, 0)
+        try assertEqualsBaseline(r, Self.request, "warm from disk")
+    }
+
+    /// A prompt shorter than a chunk, answered once, asked again by a fresh engine on the same disk
+    /// (or after `forgetLiveContext`): its KV is stored (inside the prompt + answer chunk), so
+    /// exact reuse of all but the last token is expected.
+    func testRepeatedShortPromptIsReusedFromTheStore() throws {
+        let dir = newDir("short")
+        let short = EngineRequest(segments: [PromptSegment(role: .system, tokens: Fixture.tokens(40, seed: 405)), Self.question],
+                                  maxTokens: 6, turnSuffix: Fixture.tinyTurnSuffix)
+        let first = try Fixture.reuse(options: options(dir))
+        _ = try runRequest(first, short)
+        first.forgetLiveContext()
+        let again = try runRequest(first, short).result
+        XCTAssertEqual(again.stats.reusedExact, short.promptTokens.count - 1, "same engine, live context dropped: \(split(again.stats))")
+        let second = try Fixture.reuse(options: options(dir))
+        let r = try runRequest(second, short).result
+        XCTAssertEqual(r.stats.reusedExact, short.promptTokens.count - 1, "fresh engine on the same disk: \(split(r.stats))")
+        try assertEqualsBaseline(r, short, "short prompt from disk")
+    }
+
+    func testAnotherModelOnTheSameDiskReusesNothing() throws {
+        let dir = newDir("other-model")
+        try populate(dir)
+        let (m7, _) = try Fixture.tinyModel(seed: 7), (m11, _) = try Fixture.tinyModel(seed: 11)
+        XCTAssertNotEqual(m7.fingerprint, m11.fingerprint, "different weights, different fingerprint")
+        let other = try Fixture.reuse(seed: 11, options: options(dir))
+        XCTAssertEqual(other.cacheState(of: Self.doc.tokens), .notCached)
+        for (name, req) in [("same prompt", Self.request), ("moved document", Self.moved)] {
+            other.forgetLiveContext()
+            let r = try runRequest(other, req).result
+            XCTAssertEqual(r.stats.computedFresh, req.promptTokens.count, "\(name): another model's KV is never used: \(split(r.stats))")
+            try assertEqualsBaseline(r, req, seed: 11, "\(name) on model seed 11")
+        }
+    }
+
+    enum Damage: CaseIterable { case flipPayloadByte, truncateHalf, truncateToHeader, empty, zeroHeader, garbage }
+
+    func damage(_ path: String, _ how: Damage) throws {
+        var data = try Data(contentsOf: URL(fileURLWithPath: path))
+        switch how {
+        case .flipPayloadByte: data[data.count - 7] ^= 0x5A
+        case .truncateHalf: data = data.prefix(data.count / 2)
+        case .truncateToHeader: data = data.prefix(128)
+        case .empty: data = Data()
+        case .zeroHeader: data.replaceSubrange(0..<64, with: Data(count: 64))
+        case .garbage: data = Data((0..<data.count).map { UInt8(truncatingIfNeeded: $0 &* 31 &+ 7) })
+        }
+        try data.write(to: URL(fileURLWithPath: path))
+    }
+
+    /// Every `*.kv` file damaged between runs: no crash, nothing damaged reused, output = baseline.
+    /// Then the engine rewrites good entries and a third engine is warm again.
+    func testDamagedDiskEntriesAreNotReused() throws {
+        for how in Damage.allCases {
+            let dir = newDir("damaged")
+            try populate(dir)
+            let files = try kvFiles(dir)
+            for f in files { try damage(f, how) }
+            let e = try Fixture.reuse(options: options(dir))
+            for (name, req) in [("same prompt", Self.request), ("moved document", Self.moved)] {
+                e.forgetLiveContext()
+                let r = try runRequest(e, req).result
+                if name == "same prompt" {
+                    XCTAssertEqual(r.stats.computedFresh, req.promptTokens.count, "\(how), \(name): damaged entries reused: \(split(r.stats))")
+                }
+                try assertEqualsBaseline(r, req, "\(how), \(name)")
+            }
+            XCTAssertGreaterThan(e.store.stats.rejectedEntries + e.store.stats.misses, 0, "\(how): damage noticed")
+            let healed = try runRequest(try Fixture.reuse(options: options(dir)), Self.request).result
+            XCTAssertEqual(healed.stats.reusedExact, 256, "\(how): rewritten entries are good: \(split(healed.stats))")
+            try assertEqualsBaseline(healed, Self.request, "\(how), healed")
+        }
+    }
+}
