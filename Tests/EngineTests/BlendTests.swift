@@ -75,17 +75,52 @@ final class BlendTests: XCTestCase {
         XCTAssertTrue(d.isFinite && d < 1, "KL(full ‖ pure reuse) = \(d)")
     }
 
-    /// More recompute, closer to the full prefill (on average over a few question variants).
-    func testMoreRecomputeIsCloser() throws {
-        var kls: [Double: Double] = [:]
-        for ratio in [0.0, 0.5, 1.0] {
-            let (b, c) = try blendB(ratio: ratio)
-            kls[ratio] = kl(b.firstTokenLogits!, c.firstTokenLogits!)
+    /// Documents in a chat format start alike ("\n\n## " in ChatPromptBuilder). Reordered, the
+    /// exact prefix runs a few tokens into the first moved document; that document is still stored
+    /// and should still be reused (blended), not computed from scratch.
+    ///
+    /// KNOWN FAILING (engine bug, see report): a segment is only reusable when the exact prefix
+    /// ends exactly at its start (`from == a` in ReuseEngine.generate), so docY is computed fresh.
+    func testReorderedDocumentsWithACommonHeaderAreStillBlended() throws {
+        let header: [Int32] = [7, 8]
+        let x = PromptSegment(role: .document(id: "x"), tokens: header + Fixture.tokens(30, seed: 302))
+        let y = PromptSegment(role: .document(id: "y"), tokens: header + Fixture.tokens(38, seed: 303))
+        let cached = try Fixture.reuse(options: Fixture.tinyOptions(ratio: 1.0))
+        _ = try runRequest(cached, EngineRequest(segments: [Self.system, x, y, Self.q1], maxTokens: 4, turnSuffix: Fixture.tinyTurnSuffix))
+        let reqB = EngineRequest(segments: [Self.system, y, x, Self.q2], maxTokens: 4, turnSuffix: Fixture.tinyTurnSuffix)
+        let c = try runRequest(cached, reqB).result
+        let s = c.stats
+        // The header's 2 tokens may be reused exactly; every other document token must come from the store.
+        XCTAssertEqual(s.reusedExact, Self.system.tokens.count + header.count, split(s))
+        XCTAssertEqual(s.recomputed + s.reusedBlended, x.tokens.count + y.tokens.count - header.count,
+                       "both moved documents reused from the store: \(split(s))")
+        XCTAssertEqual(s.computedFresh, Self.q2.tokens.count, split(s))
+        let b = try runRequest(try Fixture.baseline(), reqB).result
+        XCTAssertLessThan(kl(b.firstTokenLogits!, c.firstTokenLogits!), 1e-4, "ratio 1 equals the full prefill")
+    }
+
+    /// `checkLayers` deeper than the model: the 2-layer tiny model with the default [1, 2, 3].
+    /// The blend plan's last check layer (3) is never reached, so every candidate runs every layer
+    /// (logits equal the full prefill), yet the stats must not claim tokens were reused unrecomputed.
+    ///
+    /// KNOWN FAILING (engine bug, see report): stats say reusedBlended = 72, recomputed = 0.
+    func testCheckLayersBeyondTheModelAreNotReportedAsReuse() throws {
+        var o = Fixture.tinyOptions(ratio: 0.15)
+        o.checkLayers = ReuseEngine.Options().checkLayers   // [1, 2, 3] on a 2-layer model
+        let cached = try Fixture.reuse(options: o)
+        _ = try runRequest(cached, Self.requestA)
+        let c = try runRequest(cached, Self.requestB).result
+        let b = try runRequest(try Fixture.baseline(), Self.requestB).result
+        let d = kl(b.firstTokenLogits!, c.firstTokenLogits!)
+        let s = c.stats
+        XCTAssertEqual(s.reusedBlended + s.recomputed, Self.docTokens, split(s))
+        if d < 1e-9 {
+            // Everything was recomputed: the stats must say so.
+            XCTAssertEqual(s.recomputed, Self.docTokens, "logits equal the full prefill (KL \(d)) but \(split(s))")
+        } else {
+            // Or the engine clamps the check layers and recomputes about 15 %.
+            XCTAssertLessThanOrEqual(s.recomputed, 11 + 8, split(s))
         }
-        print("blend KL by ratio: \(kls.sorted { $0.key < $1.key })")
-        XCTAssertLessThan(kls[1.0]!, kls[0.0]!, "\(kls)")
-        XCTAssertLessThanOrEqual(kls[0.5]!, kls[0.0]! * 1.05, "\(kls)")
-        XCTAssertGreaterThan(kls[0.0]!, 1e-6, "pure reuse of moved documents is approximate: \(kls)")
     }
 
     /// After a blended turn only the part before the first blended token is exact: the next turn
@@ -141,27 +176,39 @@ final class BlendTests: XCTestCase {
         XCTAssertGreaterThan(maxAbsDiff(unrotated, want), 1e-2, "the check is sensitive to the rotation")
     }
 
-    /// The default model, two documents reordered, ratio 1: KL(full ‖ blended) < 1e-4.
-    func testRealModelReorderedDocumentsFullRecompute() throws {
+    /// The default model, ChatPromptBuilder format, two documents reordered: at ratio 1 the
+    /// blended prompt equals the full prefill (KL < 1e-4, same tokens); at 0.15 it is closer to the
+    /// full prefill than pure reuse (ratio 0).
+    func testRealModelReorderedDocuments() throws {
         let (model, tok) = try Fixture.realModel()
         let builder = ChatPromptBuilder(tokenizer: tok)
-        var o = ReuseEngine.Options()
-        o.recomputeRatio = 1.0
-        let cached = try ReuseEngine(model: model, tokenizer: tok, threads: 2, options: o)
-        let base = BaselineEngine(model: model, tokenizer: tok, threads: 2)
         let x = Document(id: "x", title: "Rivers", text: "The Seine flows through Paris. The Tiber flows through Rome. The Thames flows through London.")
         let y = Document(id: "y", title: "Mountains", text: "Mont Blanc is the highest mountain in the Alps. The Matterhorn stands above Zermatt.")
         let a = EngineRequest(segments: builder.segments(system: "", documents: [x, y], history: [], question: "Which river flows through Rome?"),
                               maxTokens: 4, turnSuffix: builder.turnSuffix)
         let b = EngineRequest(segments: builder.segments(system: "", documents: [y, x], history: [], question: "Where is the Matterhorn?"),
                               maxTokens: 4, turnSuffix: builder.turnSuffix)
-        _ = try runRequest(cached, a)
-        let c = try runRequest(cached, b).result, f = try runRequest(base, b).result
-        let docTokens = builder.documentTokens(x).count + builder.documentTokens(y).count
-        XCTAssertEqual(c.stats.recomputed, docTokens, split(c.stats))
-        XCTAssertEqual(c.stats.reusedBlended, 0, split(c.stats))
-        let d = kl(f.firstTokenLogits!, c.firstTokenLogits!)
-        XCTAssertLessThan(d, 1e-4, "real model: KL(full ‖ blended at ratio 1) = \(d)")
-        XCTAssertEqual(c.tokens, f.tokens)
+        let full = try runRequest(BaselineEngine(model: model, tokenizer: tok, threads: 2), b).result
+        var kls: [Double: Double] = [:]
+        var reusedDocTokens: [Double: Int] = [:]
+        for ratio in [0.0, 0.15, 1.0] {
+            var o = ReuseEngine.Options()
+            o.recomputeRatio = ratio
+            let cached = try ReuseEngine(model: model, tokenizer: tok, threads: 2, options: o)
+            _ = try runRequest(cached, a)
+            let c = try runRequest(cached, b).result
+            kls[ratio] = kl(full.firstTokenLogits!, c.firstTokenLogits!)
+            reusedDocTokens[ratio] = c.stats.reusedBlended + c.stats.recomputed
+            print("real model, reordered documents, ratio \(ratio): \(split(c.stats)), KL \(kls[ratio]!)")
+            if ratio == 1.0 {
+                XCTAssertEqual(c.stats.reusedBlended, 0, split(c.stats))
+                XCTAssertEqual(c.tokens, full.tokens, "ratio 1: same tokens as the full prefill")
+            }
+            if ratio == 0 { XCTAssertEqual(c.stats.recomputed, 0, split(c.stats)) }
+        }
+        XCTAssertGreaterThanOrEqual(reusedDocTokens[1.0]!, builder.documentTokens(x).count, "at least the second document is reused")
+        XCTAssertEqual(Set(reusedDocTokens.values).count, 1, "the same candidates at every ratio: \(reusedDocTokens)")
+        XCTAssertLessThan(kls[1.0]!, 1e-4, "real model: KL(full ‖ blended at ratio 1): \(kls)")
+        XCTAssertLessThan(kls[0.15]!, kls[0.0]!, "recomputing 15 % is closer than pure reuse: \(kls)")
     }
 }

@@ -111,11 +111,21 @@ final class ContractTests: XCTestCase {
         XCTAssertEqual(engine.cumulative, before, "\(label): failed requests are not counted", file: file, line: line)
 
         // Exactly at the context limit is allowed.
-        let edge = EngineRequest(segments: [long], maxTokens: 12)
+        let edge = EngineRequest(segments: [long], maxTokens: 12, turnSuffix: Fixture.tinyTurnSuffix)
         let e = try runRequest(engine, edge)
         sinceReset.append(e.result.stats)
         checkEvents(e, request: edge, label: "\(label) at the context limit", file: file, line: line)
         XCTAssertLessThanOrEqual(e.result.tokens.count, 12, file: file, line: line)
+
+        // maxTokens 0: the prompt only, no first token.
+        let none = try runRequest(engine, Self.request(maxTokens: 0))
+        sinceReset.append(none.result.stats)
+        XCTAssertEqual(none.events.map(\.kind).filter { $0 == "firstToken" || $0 == "token" }, [], "\(label): maxTokens 0", file: file, line: line)
+        XCTAssertEqual(none.events.last?.kind, "finished", "\(label): maxTokens 0 finishes", file: file, line: line)
+        XCTAssertEqual(none.result.tokens, [], "\(label): maxTokens 0", file: file, line: line)
+        let afterNone = try runRequest(engine, req)
+        sinceReset.append(afterNone.result.stats)
+        XCTAssertEqual(afterNone.result.tokens, reference, "\(label): after maxTokens 0", file: file, line: line)
 
         // ---- cancellation ----
         let flag = CancelFlag()

@@ -90,6 +90,47 @@ final class ExactReuseTests: XCTestCase {
         }
     }
 
+    /// The history holds an answer other than the one the cached engine generated (the UI keeps
+    /// the baseline's): exact reuse stops where the answers diverge, and the output is the baseline's.
+    func testHistoryWithAnotherAnswerReusesUpToTheDivergence() throws {
+        let cached = try Fixture.reuse(), base = try Fixture.baseline()
+        let q1 = PromptSegment(role: .question, tokens: Fixture.tokens(9, seed: 230))
+        let r1 = EngineRequest(segments: [Self.system, q1], maxTokens: 8, turnSuffix: Fixture.tinyTurnSuffix)
+        let own = try runRequest(cached, r1).result.tokens
+        XCTAssertEqual(own.count, 8, "fixture: 8 answer tokens")
+        var other = own
+        other[3] = other[3] == 40 ? 41 : 40          // diverges at answer token 3
+        let r2 = EngineRequest(segments: [Self.system, PromptSegment(role: .history, tokens: q1.tokens + other + Fixture.tinyTurnSuffix),
+                                          PromptSegment(role: .question, tokens: Fixture.tokens(10, seed: 231))],
+                               maxTokens: 8, turnSuffix: Fixture.tinyTurnSuffix)
+        let c = try runRequest(cached, r2).result, b = try runRequest(base, r2).result
+        XCTAssertEqual(c.stats.reusedExact, r1.promptTokens.count + 3, split(c.stats))
+        assertSame(b, c, "diverged history")
+    }
+
+    /// A prompt that shares only part of the live context (an edited earlier turn) and then a
+    /// prompt that is a strict prefix of it: reuse up to the shared part, baseline output.
+    func testBranchingPromptsReuseTheSharedPrefix() throws {
+        let cached = try Fixture.reuse(), base = try Fixture.baseline()
+        let long = PromptSegment(role: .question, tokens: Fixture.tokens(40, seed: 240))
+        _ = try runRequest(cached, EngineRequest(segments: [Self.system, long], maxTokens: 4, turnSuffix: Fixture.tinyTurnSuffix))
+        var edited = long.tokens
+        edited[20] = edited[20] == 50 ? 51 : 50
+        let cases: [(String, [Int32], Int)] = [
+            ("edited at 20", edited, Self.system.tokens.count + 20),
+            ("strict prefix", Array(long.tokens.prefix(15)), Self.system.tokens.count + 15 - 1),
+        ]
+        for (name, q, want) in cases {
+            let req = EngineRequest(segments: [Self.system, PromptSegment(role: .question, tokens: q)], maxTokens: 6,
+                                    turnSuffix: Fixture.tinyTurnSuffix, collectLogits: true)
+            let c = try runRequest(cached, req).result, b = try runRequest(base, req).result
+            XCTAssertEqual(c.stats.reusedExact, want, "\(name): \(split(c.stats))")
+            assertSame(b, c, name)
+            // Back to the long prompt's live state for the next case.
+            _ = try runRequest(cached, EngineRequest(segments: [Self.system, long], maxTokens: 4, turnSuffix: Fixture.tinyTurnSuffix))
+        }
+    }
+
     /// Teacher-forced scoring from a reused prefix equals the baseline's.
     func testTeacherForcedLogitsAfterReuseEqualBaseline() throws {
         let cached = try Fixture.reuse()

@@ -89,11 +89,54 @@ final class StoreTests: XCTestCase {
         XCTAssertNotEqual(m7.fingerprint, m11.fingerprint, "different weights, different fingerprint")
         let other = try Fixture.reuse(seed: 11, options: options(dir))
         XCTAssertEqual(other.cacheState(of: Self.doc.tokens), .notCached)
-        for (name, req) in [("same prompt", Self.request), ("moved document", Self.moved)] {
-            other.forgetLiveContext()
-            let r = try runRequest(other, req).result
-            XCTAssertEqual(r.stats.computedFresh, req.promptTokens.count, "\(name): another model's KV is never used: \(split(r.stats))")
-            try assertEqualsBaseline(r, req, seed: 11, "\(name) on model seed 11")
+        // First the moved document (only the other model's segment entry could serve it) ...
+        let r1 = try runRequest(other, Self.moved).result
+        XCTAssertEqual(r1.stats.computedFresh, Self.moved.promptTokens.count, "another model's segment KV is never used: \(split(r1.stats))")
+        try assertEqualsBaseline(r1, Self.moved, seed: 11, "moved document on model seed 11")
+        // ... then the same prompt (only the other model's chunk chain could serve its prefix).
+        other.forgetLiveContext()
+        let r2 = try runRequest(other, Self.request).result
+        XCTAssertEqual(r2.stats.reusedExact, 0, "another model's chunk KV is never used: \(split(r2.stats))")
+        try assertEqualsBaseline(r2, Self.request, seed: 11, "same prompt on model seed 11")
+    }
+
+    /// One engine's `reset()` wipes the shared directory under another engine that indexed it.
+    func testResetWipingASharedDirectoryUnderAnotherEngine() throws {
+        let dir = newDir("wiped")
+        let a = try Fixture.reuse(options: options(dir))
+        _ = try runRequest(a, Self.request)
+        let b = try Fixture.reuse(options: options(dir))
+        XCTAssertEqual(b.cacheState(of: Self.doc.tokens), .cached)
+        a.reset()
+        XCTAssertTrue(try kvFiles(dir).isEmpty, "reset wipes the disk tier")
+        let r = try runRequest(b, Self.request).result
+        XCTAssertEqual(r.stats.computedFresh, Self.request.promptTokens.count, "vanished files are misses: \(split(r.stats))")
+        try assertEqualsBaseline(r, Self.request, "after the directory was wiped")
+    }
+
+    /// A RAM-only store too small for the conversation: entries are evicted or refused, the chain
+    /// breaks where they are missing, and outputs are still the baseline's.
+    func testTinyRAMStoreEvictsWithoutChangingOutputs() throws {
+        for ram in [1 << 10, 60 << 10] {
+            var o = Fixture.tinyOptions(ratio: 1.0, encoding: .f32, chunkSize: 16)
+            o.ramBytes = ram
+            let cached = try Fixture.reuse(options: o)
+            let base = try Fixture.baseline()
+            var segments = [PromptSegment(role: .system, tokens: Fixture.tokens(30, seed: 420)), Self.doc]
+            var evictions = 0
+            for turn in 0..<4 {
+                segments.append(PromptSegment(role: .question, tokens: Fixture.tokens(10, seed: 421 + UInt64(turn))))
+                let req = EngineRequest(segments: segments, maxTokens: 6, turnSuffix: Fixture.tinyTurnSuffix)
+                cached.forgetLiveContext()
+                let c = try runRequest(cached, req).result
+                try assertEqualsBaseline(c, req, "RAM \(ram) B, turn \(turn + 1)")
+                XCTAssertLessThanOrEqual(cached.memory.storeRAMBytes, ram, "RAM \(ram) B: within capacity")
+                evictions = c.stats.evictions
+                let b = try runRequest(base, req).result
+                segments[segments.count - 1] = PromptSegment(role: .history, tokens: segments.last!.tokens + b.tokens + Fixture.tinyTurnSuffix)
+            }
+            print("tiny RAM store \(ram) B: evictions \(evictions), oversize \(cached.store.stats.oversizeRejected)")
+            if ram > 1 << 10 { XCTAssertGreaterThan(evictions, 0, "RAM \(ram) B: evictions reported") }
         }
     }
 
