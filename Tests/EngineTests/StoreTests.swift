@@ -67,6 +67,10 @@ final class StoreTests: XCTestCase {
     /// A prompt shorter than a chunk, answered once, asked again by a fresh engine on the same disk
     /// (or after `forgetLiveContext`): its KV is stored (inside the prompt + answer chunk), so
     /// exact reuse of all but the last token is expected.
+    ///
+    /// KNOWN FAILING (engine bug, see report): the engine stores chunks only up to prompt + answer +
+    /// suffix; the prompt's own partial tail is never stored, and `matchPrefix` cannot find a prefix
+    /// of a longer stored chunk, so a repeated prompt shorter than `chunkSize` reuses nothing.
     func testRepeatedShortPromptIsReusedFromTheStore() throws {
         let dir = newDir("short")
         let short = EngineRequest(segments: [PromptSegment(role: .system, tokens: Fixture.tokens(40, seed: 405)), Self.question],
