@@ -32,7 +32,7 @@ public final class BaselineEngine: InferenceEngine {
             let last = done + n == prompt.count
             logits = core.ctx.forward(tokens: Array(prompt[done..<(done + n)]),
                                       positions: (done..<(done + n)).map { Int32($0) },
-                                      cache: cache, logits: last ? .last : .none)
+                                      cache: cache, logits: last ? .last : .none, path: .batched)
             done += n
             onEvent(.prefillProgress(done: done, total: prompt.count))
         }
@@ -40,17 +40,13 @@ public final class BaselineEngine: InferenceEngine {
         stats.promptTokens = prompt.count
         stats.computedFresh = prompt.count
         stats.prefillSeconds = EngineCore.seconds(t0, EngineCore.now())
-        let promptCache = request.teacherForce != nil ? cache.copy() : nil
+        let promptCache = request.teacherForce != nil || request.collectLogits ? cache.copy() : nil
         let d = core.decode(from: logits, cache: cache, request: request, start: start, cancel: cancel, onEvent: onEvent)
         stats.ttftSeconds = d.ttft
         stats.decodeSeconds = d.decodeSeconds
         stats.generatedTokens = d.tokens.count + (d.endedWithEOG ? 1 : 0)
         stats.kvBytesLive = cache.bytes
-        var result = GenerationResult(tokens: d.tokens, text: d.text, stats: stats,
-                                      firstTokenLogits: d.firstLogits, stepLogits: d.stepLogits)
-        if let tf = request.teacherForce, let promptCache {
-            result.teacherLogits = core.score(tf, after: d.firstLogits, cache: promptCache)
-        }
+        let result = core.result(d, stats: stats, request: request, promptCache: promptCache)
         cumulative.accumulate(stats)
         onEvent(.finished(stats))
         return result

@@ -42,7 +42,8 @@ public struct EngineRequest: Sendable {
     /// cached engine encodes the answer plus these after answering, so the next turn, whose history
     /// holds exactly these tokens, reuses them.
     public var turnSuffix: [Int32]
-    /// Keep the logits of every generated step (for quality measurements).
+    /// Return the logits of every step of the engine's own answer (and its stop token),
+    /// teacher-forced through the batched path after generating (for quality measurements).
     public var collectLogits: Bool
     /// After generating, score this continuation teacher-forced from the same prompt cache and
     /// return its per-step logits (the bench's answer KL). Not timed into TTFT.
@@ -115,9 +116,11 @@ public struct GenerationResult: Sendable {
     public var tokens: [Int32]
     public var text: String
     public var stats: RequestStats
+    /// The end-of-generation token that stopped the answer, if one did.
+    public var stopToken: Int32?
     /// Logits that produced the first token.
     public var firstTokenLogits: [Float]?
-    /// Logits of every generated step, when `collectLogits` was set.
+    /// Teacher-forced logits of every step of the answer (and its stop token), when `collectLogits` was set.
     public var stepLogits: [[Float]]?
     /// Teacher-forced logits of `teacherForce`, one array per token of it.
     public var teacherLogits: [[Float]]?

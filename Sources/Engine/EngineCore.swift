@@ -35,8 +35,8 @@ final class EngineCore {
         var ttft = 0.0
         var decodeSeconds = 0.0
         var firstLogits: [Float] = []
-        var stepLogits: [[Float]]?
         var endedWithEOG = false
+        var stopToken: Int32?
     }
 
     /// Samples from `logits` (the prompt's last position), then decodes one token at a time on
@@ -49,7 +49,6 @@ final class EngineCore {
         var stream = tokenizer.makeStreamDecoder()
         var logits = logits
         out.firstLogits = logits
-        if request.collectLogits { out.stepLogits = [] }
         let promptCount = cache.count
         var t1: UInt64 = 0
         while out.tokens.count < request.maxTokens {
@@ -60,8 +59,7 @@ final class EngineCore {
                 t1 = now
                 onEvent(.firstToken(ttftSeconds: out.ttft))
             }
-            out.stepLogits?.append(logits)
-            if tokenizer.isEndOfGeneration(next) { out.endedWithEOG = true; break }
+            if tokenizer.isEndOfGeneration(next) { out.endedWithEOG = true; out.stopToken = next; break }
             out.tokens.append(next)
             let piece = stream.append(next)
             out.text += piece
@@ -78,6 +76,22 @@ final class EngineCore {
         return out
     }
 
+    /// The result, with teacher-forced logits when asked: `collectLogits` scores the engine's own
+    /// answer (and its stop token), `teacherForce` a given continuation. Both go through the batched
+    /// path from a copy of the prompt cache, so two engines' logits differ only by their prompt KV.
+    func result(_ d: Decoded, stats: RequestStats, request: EngineRequest, promptCache: KVState?) -> GenerationResult {
+        var r = GenerationResult(tokens: d.tokens, text: d.text, stats: stats, firstTokenLogits: d.firstLogits)
+        r.stopToken = d.stopToken
+        guard let promptCache else { return r }
+        if request.collectLogits {
+            let own = d.tokens + (d.stopToken.map { [$0] } ?? [])
+            let cache = request.teacherForce != nil ? promptCache.copy() : promptCache
+            r.stepLogits = score(own, after: d.firstLogits, cache: cache)
+        }
+        if let tf = request.teacherForce { r.teacherLogits = score(tf, after: d.firstLogits, cache: promptCache) }
+        return r
+    }
+
     /// Teacher-forced logits of `continuation` after the prompt held in `cache` (which is consumed).
     func score(_ continuation: [Int32], after firstLogits: [Float], cache: KVState) -> [[Float]] {
         guard !continuation.isEmpty else { return [] }
@@ -85,7 +99,8 @@ final class EngineCore {
         if continuation.count > 1 {
             let n = cache.count
             let toks = Array(continuation.dropLast())
-            let all = ctx.forward(tokens: toks, positions: (0..<toks.count).map { Int32(n + $0) }, cache: cache, logits: .all)
+            let all = ctx.forward(tokens: toks, positions: (0..<toks.count).map { Int32(n + $0) }, cache: cache,
+                                  logits: .all, path: .batched)
             let V = model.config.vocabSize
             for i in 0..<toks.count { out.append(Array(all[(i * V)..<((i + 1) * V)])) }
         }

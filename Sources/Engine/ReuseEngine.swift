@@ -100,20 +100,27 @@ public final class ReuseEngine: InferenceEngine {
         let liveTokens = live.tokens
         while liveMatch < min(live.count, prompt.count) && liveTokens[liveMatch] == prompt[liveMatch] { liveMatch += 1 }
         let match = store.matchPrefix(tokens: prompt)
-        let work: KVState
         var prefix = 0
+        var rewriteChunksFrom = Int.max
         var exactLimit = Int.max       // prefix tokens past this are approximate
+        // The live context (float32) first; the stored chain (in the store's encoding) only
+        // extends it: chunks it already covers are not loaded.
+        let liveExactMatch = min(liveMatch, liveExact)
+        let work = live
         if liveMatch > 0 && liveMatch >= match.tokenCount {
-            work = live
             work.truncate(to: liveMatch)
             prefix = liveMatch
             exactLimit = liveExact
         } else {
-            work = live
-            work.clear()
-            for key in match.keys {
-                guard let entry = store.get(key), entry.tokenCount == key.tokenCount else { break }
-                load(entry, tokens: Array(prompt[key.tokenRange]), into: work)
+            work.truncate(to: liveExactMatch)
+            prefix = liveExactMatch
+            for key in match.keys where key.tokenRange.upperBound > prefix {
+                guard let entry = store.get(key), entry.tokenCount == key.tokenCount else {
+                    // Damaged (now deleted); the chunks after it are rewritten after this request.
+                    rewriteChunksFrom = key.tokenRange.lowerBound
+                    break
+                }
+                load(entry, tokens: Array(prompt[key.tokenRange]), into: work, from: prefix - key.tokenRange.lowerBound)
                 prefix = key.tokenRange.upperBound
             }
         }
@@ -174,13 +181,15 @@ public final class ReuseEngine: InferenceEngine {
             let candidateSet = Set(candidates)
             let fresh = rows.indices.filter { !candidateSet.contains($0) }.map { rows[$0] }
             logits = core.ctx.forward(tokens: fresh.map { prompt[$0] }, positions: fresh.map { Int32($0) },
-                                      cache: work, slots: fresh)
+                                      cache: work, slots: fresh, path: .batched)
         } else {
             let keep = Int((options.recomputeRatio * Double(candidates.count)).rounded())
-            let plan = LlamaContext.BlendPlan(candidates: candidates, checkLayers: options.checkLayers,
+            // Check layers must leave later layers to skip work in (a shallow model may have none).
+            let checks = options.checkLayers.filter { $0 < config.layers - 1 }
+            let plan = LlamaContext.BlendPlan(candidates: candidates, checkLayers: checks,
                                               keep: keep, alwaysKeep: segmentHeads)
             logits = core.ctx.forward(tokens: rows.map { prompt[$0] }, positions: rows.map { Int32($0) },
-                                      cache: work, slots: rows, blend: plan, recomputed: &recomputed)
+                                      cache: work, slots: rows, path: .batched, blend: plan, recomputed: &recomputed)
             stats.checkedTokens = candidates.count
         }
         onEvent(.prefillProgress(done: prompt.count, total: prompt.count))
@@ -193,16 +202,12 @@ public final class ReuseEngine: InferenceEngine {
         stats.computedFresh = prompt.count - prefix - candidates.count
 
         // ---- decode ----
-        let promptCache = request.teacherForce != nil ? work.copy() : nil
+        let promptCache = request.teacherForce != nil || request.collectLogits ? work.copy() : nil
         let d = core.decode(from: logits, cache: work, request: request, start: start, cancel: cancel, onEvent: onEvent)
         stats.ttftSeconds = d.ttft
         stats.decodeSeconds = d.decodeSeconds
         stats.generatedTokens = d.tokens.count + (d.endedWithEOG ? 1 : 0)
-        var result = GenerationResult(tokens: d.tokens, text: d.text, stats: stats,
-                                      firstTokenLogits: d.firstLogits, stepLogits: d.stepLogits)
-        if let tf = request.teacherForce, let promptCache {
-            result.teacherLogits = core.score(tf, after: d.firstLogits, cache: promptCache)
-        }
+        var result = core.result(d, stats: stats, request: request, promptCache: promptCache)
 
         // ---- after the answer: encode it for the next turn, store chunks and segments ----
         // The answer's decode-time KV came from int8 activations; a batch prefill computes it the
@@ -215,11 +220,14 @@ public final class ReuseEngine: InferenceEngine {
         let encoded = cancel?.isCancelled != true
         if encoded && !tail.isEmpty {
             core.ctx.forward(tokens: tail, positions: (0..<tail.count).map { Int32(prompt.count + $0) },
-                             cache: work, logits: .none)
+                             cache: work, logits: .none, path: .batched)
         }
         live = work
         liveExact = firstApproximate == prompt.count ? work.count : firstApproximate
-        storeChunks(upTo: liveExact)
+        // The prompt's own chain too (its partial tail differs from prompt + answer's), so the
+        // same short prompt asked again, after a restart or a new conversation, is found.
+        storeChunks(upTo: min(prompt.count, liveExact), rewriteFrom: rewriteChunksFrom)
+        storeChunks(upTo: liveExact, rewriteFrom: rewriteChunksFrom)
         storeSegments(request.segments, skipping: blendedSegments, answer: encoded ? tail : nil)
         stats.postAnswerSeconds = EngineCore.seconds(t1, EngineCore.now())
 
@@ -251,7 +259,7 @@ public final class ReuseEngine: InferenceEngine {
             let n = min(512, rows.count - i)
             let part = Array(rows[i..<(i + n)])
             logits = core.ctx.forward(tokens: part.map { prompt[$0] }, positions: part.map { Int32($0) },
-                                      cache: cache, slots: part, logits: i + n == rows.count ? .last : .none)
+                                      cache: cache, slots: part, logits: i + n == rows.count ? .last : .none, path: .batched)
             i += n
             onEvent(.prefillProgress(done: part.last! + 1, total: prompt.count))
         }
@@ -261,13 +269,27 @@ public final class ReuseEngine: InferenceEngine {
     // MARK: - store
 
     /// Appends a stored entry's KV (at its stored positions) to `cache`; returns the slots.
+    /// Appends a stored entry's KV from token `skip` on (at its stored positions) to `cache`.
     @discardableResult
-    private func load(_ entry: EncodedKV, tokens: [Int32], into cache: KVState) -> Range<Int> {
-        let r = cache.append(tokens: tokens, positions: entry.positions)
+    private func load(_ entry: EncodedKV, tokens: [Int32], into cache: KVState, from skip: Int = 0) -> Range<Int> {
+        let positions = entry.positions
+        let r = cache.append(tokens: Array(tokens[skip...]), positions: Array(positions[skip...]))
         let d = cache.kvDim
-        for l in 0..<cache.config.layers {
-            entry.decode(.k, layer: l, into: cache.keys(layer: l) + r.lowerBound * d)
-            entry.decode(.v, layer: l, into: cache.values(layer: l) + r.lowerBound * d)
+        if skip == 0 {
+            for l in 0..<cache.config.layers {
+                entry.decode(.k, layer: l, into: cache.keys(layer: l) + r.lowerBound * d)
+                entry.decode(.v, layer: l, into: cache.values(layer: l) + r.lowerBound * d)
+            }
+        } else {
+            var tmp = [Float](repeating: 0, count: entry.tokenCount * d)
+            tmp.withUnsafeMutableBufferPointer { t in
+                for l in 0..<cache.config.layers {
+                    entry.decode(.k, layer: l, into: t.baseAddress!)
+                    (cache.keys(layer: l) + r.lowerBound * d).update(from: t.baseAddress! + skip * d, count: r.count * d)
+                    entry.decode(.v, layer: l, into: t.baseAddress!)
+                    (cache.values(layer: l) + r.lowerBound * d).update(from: t.baseAddress! + skip * d, count: r.count * d)
+                }
+            }
         }
         return r
     }
@@ -285,9 +307,12 @@ public final class ReuseEngine: InferenceEngine {
         return KVBlock(layers: c.layers, tokenCount: n, kvDim: d, positions: Array(live.positions[slots]), k: k, v: v)
     }
 
-    private func storeChunks(upTo n: Int) {
+    /// Stores the chunk chain of the live context's first `n` tokens; chunks starting at or after
+    /// `rewriteFrom` are written even if the index has them (they sat behind a damaged entry).
+    private func storeChunks(upTo n: Int, rewriteFrom: Int = .max) {
         guard n > 0 else { return }
-        for key in store.prefixKeys(for: Array(live.tokens[0..<n])) where !store.contains(key) {
+        for key in store.prefixKeys(for: Array(live.tokens[0..<n]))
+        where key.tokenRange.lowerBound >= rewriteFrom || !store.contains(key) {
             store.put(key, block: block(key.tokenRange))
         }
     }

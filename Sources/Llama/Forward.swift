@@ -18,6 +18,11 @@ public final class LlamaContext: @unchecked Sendable {
 
     public enum LogitRows: Sendable { case none, last, all }
 
+    /// How one-token batches are computed. `.automatic` runs a single token through the decode
+    /// path (int8 activations, matrix-vector); `.batched` always uses the prefill path (float32
+    /// sgemm), so a prompt token gets the same numbers however the prompt was split.
+    public enum Path: Sendable { case automatic, batched }
+
     /// CacheBlend's selective recompute, folded into one forward pass.
     ///
     /// Some rows of the batch are *candidates*: tokens whose K/V were loaded from the store and
@@ -48,7 +53,7 @@ public final class LlamaContext: @unchecked Sendable {
     /// that ran to the end, in batch order).
     @discardableResult
     public func forward(tokens: [Int32], positions: [Int32], cache: KVState, slots: [Int]? = nil,
-                        logits: LogitRows = .last, blend: BlendPlan? = nil,
+                        logits: LogitRows = .last, path: Path = .automatic, blend: BlendPlan? = nil,
                         recomputed: UnsafeMutablePointer<[Int]>? = nil) -> [Float] {
         let c = config, w = model.weights
         var T = tokens.count
@@ -83,12 +88,16 @@ public final class LlamaContext: @unchecked Sendable {
             return m
         }()
         let lastCheck = blend?.checkLayers.max() ?? -1
+        // Until the rows are narrowed (which needs a check layer before the last layer), every
+        // candidate is recomputed, and reported so.
+        recomputed?.pointee = blend?.candidates ?? []
 
+        let decode = path == .automatic
         for l in 0..<c.layers {
             let L = w.layers[l]
             // ---- attention block ----
             for t in 0..<T { Kernels.rmsnorm(x + t * D, L.attnNorm, xn + t * D, dim: D, eps: c.normEps) }
-            if T == 1 {
+            if T == 1 && decode {
                 gemvMany(xn, dim: D, [(L.qq, q), (L.qk, k), (L.qv, v)])
             } else {
                 Kernels.matmul(xn, rows: T, L.wq, q, threads: threads)
@@ -114,23 +123,23 @@ public final class LlamaContext: @unchecked Sendable {
                 cache.write(layer: l, slot: slotIndex[t], k: k + t * KV, v: v + t * KV, count: 1)
             }
             attention(q: q, positions: pos, cache: cache, layer: l, out: att)
-            if T == 1 { gemvMany(att, dim: D, [(L.qo, tmp)]) } else { Kernels.matmul(att, rows: T, L.wo, tmp, threads: threads) }
+            if T == 1 && decode { gemvMany(att, dim: D, [(L.qo, tmp)]) } else { Kernels.matmul(att, rows: T, L.wo, tmp, threads: threads) }
             for i in 0..<(T * D) { x[i] += tmp[i] }
 
             // ---- feed-forward block (SwiGLU) ----
             for t in 0..<T { Kernels.rmsnorm(x + t * D, L.ffnNorm, xn + t * D, dim: D, eps: c.normEps) }
-            if T == 1 {
+            if T == 1 && decode {
                 gemvMany(xn, dim: D, [(L.qGate, gate), (L.qUp, up)])
             } else {
                 Kernels.matmul(xn, rows: T, L.wGate, gate, threads: threads)
                 Kernels.matmul(xn, rows: T, L.wUp, up, threads: threads)
             }
             Kernels.siluMul(gate, up, T * F)                              // gate = silu(gate) · up
-            if T == 1 { gemvMany(gate, dim: F, [(L.qDown, tmp)]) } else { Kernels.matmul(gate, rows: T, L.wDown, tmp, threads: threads) }
+            if T == 1 && decode { gemvMany(gate, dim: F, [(L.qDown, tmp)]) } else { Kernels.matmul(gate, rows: T, L.wDown, tmp, threads: threads) }
             for i in 0..<(T * D) { x[i] += tmp[i] }
 
             // ---- CacheBlend: after the last check layer, keep only the rows worth recomputing ----
-            if let plan = blend, l == lastCheck {
+            if let plan = blend, l == lastCheck, l < c.layers - 1 {
                 let ranked = plan.candidates.sorted { deviation[$0] > deviation[$1] }
                 var keepRow = [Bool](repeating: false, count: T)
                 for r in ranked.prefix(max(0, plan.keep)) { keepRow[r] = true }

@@ -94,10 +94,7 @@ struct BenchScenario: ParsableCommand {
                 var req = requests[i]
                 req.submittedAt = DispatchTime.now().uptimeNanoseconds
                 // Score the baseline's answer (and its end token, if it stopped there) teacher-forced.
-                let endedWithEOG = base.stats.generatedTokens > base.tokens.count
-                let eog: [Int32] = endedWithEOG ? [tokenizer.eosID ?? 2] : []
-                let stopToken = endedWithEOG ? (base.stepLogits?.last.map { Sampler.argmax($0) } ?? eog.first!) : nil
-                req.teacherForce = base.tokens + (stopToken.map { [$0] } ?? [])
+                req.teacherForce = base.tokens + (base.stopToken.map { [$0] } ?? [])
                 let c = try cached.generate(req, cancel: nil) { _ in }
                 var kl = 0.0
                 let steps = min(base.stepLogits?.count ?? 0, c.teacherLogits?.count ?? 0)
