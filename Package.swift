@@ -13,7 +13,7 @@ func hostCPUFlags() -> [String] {
     defer { fclose(f) }
     var line = [CChar](repeating: 0, count: 8192)
     while fgets(&line, Int32(line.count), f) != nil {
-        let s = String(cString: line)
+        let s = String(decoding: line.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
         guard s.hasPrefix("flags") else { continue }
         let set = Set(s.split(whereSeparator: { $0 == " " || $0 == "\t" || $0 == "\n" }).map(String.init))
         return set.isSuperset(of: ["avx2", "fma", "f16c"]) ? ["-target-cpu", "haswell"] : []

@@ -44,6 +44,6 @@ struct FNV64 {
     mutating func add(_ s: String) {
         var s = s
         s.withUTF8 { add(bytes: UnsafeRawBufferPointer($0)) }
-        add(bytes: UnsafeRawBufferPointer(start: [UInt8(0)], count: 1))
+        value = value &* 0x100_0000_01b3   // a zero byte ends each string: ("ab","c") ≠ ("a","bc")
     }
 }

@@ -276,10 +276,13 @@ public func meterLines(_ s: AppState, _ pane: PaneID, width: Int) -> [[Span]] {
     let allChip = [Span(compact ? "all " : "overall ", label), Span(ratio(p.cumulative), value)]
     let recomputedChip = [Span(compact ? "recomp " : "recomputed ", label), Span("\(p.lastStats?.recomputed ?? 0)", value)]
     let live = p.lastStats?.kvBytesLive ?? 0
-    let store = (p.lastStats?.storeBytesRAM ?? 0) + (p.lastStats?.storeBytesDisk ?? 0)
+    let ram = p.lastStats?.storeBytesRAM ?? 0, disk = p.lastStats?.storeBytesDisk ?? 0
     let kvChip = compact
-        ? [Span("KV ", label), Span(Fmt.bytes(live), value), Span("/", label), Span(Fmt.bytes(store), value)]
-        : [Span("KV ", label), Span(Fmt.bytes(live), value), Span(" live · ", label), Span(Fmt.bytes(store), value), Span(" store", label)]
+        ? [Span("KV ", label), Span(Fmt.bytes(live), value), Span("/", label), Span(Fmt.bytes(ram + disk), value)]
+        : pane == .baseline
+        ? [Span("KV ", label), Span(Fmt.bytes(live), value), Span(" live · nothing kept between requests", label)]
+        : [Span("KV ", label), Span(Fmt.bytes(live), value), Span(" live · store ", label), Span(Fmt.bytes(ram), value),
+           Span(" RAM + ", label), Span(Fmt.bytes(disk), value), Span(" disk", label)]
 
     // TTFT per turn, both panes on the same scale.
     let maxT = (s[.cached].ttftHistory + s[.baseline].ttftHistory).max() ?? 0

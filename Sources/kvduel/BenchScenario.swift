@@ -3,6 +3,7 @@ import DuelCore
 import Engine
 import Foundation
 import GGUF
+import KVCache
 import Llama
 import Tokenizer
 
@@ -154,7 +155,7 @@ struct BenchScenario: ParsableCommand {
                 "machine : \(m.description), \(m.cpus) CPUs",
                 "model   : \(model.config.name) (\(modelOptions.resolvedPath))",
                 "schedule: alternate — each engine gets all \(threads) threads, one after the other; greedy; max \(maxTok) tokens; same prompt tokens",
-                "store   : \(kvEncoding), \(cacheMB) MiB RAM; history from the baseline's answers"]
+                "store   : \(kvEncoding) (\(KVEncoding(name: kvEncoding)?.bytesPerToken(layers: model.config.layers, kvDim: model.config.kvDim) ?? 0) bytes/token), \(cacheMB) MiB RAM; history from the baseline's answers"]
     }
 
     func printTable(_ sc: Scenario, model: LlamaModel, sweeps: [(Double, [TurnResult])], maxTok: Int) {
