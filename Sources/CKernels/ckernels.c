@@ -222,3 +222,210 @@ void kv_rmsnorm(const float *x, const float *w, float *y, int n, float eps) {
     const float scale = 1.0f / sqrtf((float)(ss / n) + eps);
     for (int i = 0; i < n; i++) y[i] = x[i] * scale * w[i];
 }
+
+/* ---------------------------------------------------------------------------------------------
+ * Decode layouts repacked at load (see ckernels.h): Q4_1 "pair" rows and Q8_0 rows with f32 scales.
+ * ------------------------------------------------------------------------------------------- */
+
+void kv_repack_q4_1(const uint8_t *src, uint8_t *dst, int rows, int nb) {
+    for (int r = 0; r < rows; r++) {
+        const uint8_t *s = src + (size_t)r * nb * 20;
+        uint8_t *d = dst + (size_t)r * nb * 20;
+        uint8_t *dd = d, *dm = d + 2 * nb, *dq = d + 4 * nb;
+        for (int b = 0; b < nb; b++) {
+            const uint8_t *blk = s + b * 20;
+            memcpy(dd + 2 * b, blk, 2);
+            memcpy(dm + 2 * b, blk + 2, 2);
+            memcpy(dq + (b / 2) * 32 + (b % 2) * 16, blk + 4, 16);
+        }
+    }
+}
+
+void kv_repack_q8_0(const uint8_t *src, uint8_t *dst, int rows, int nb) {
+    for (int r = 0; r < rows; r++) {
+        const uint8_t *s = src + (size_t)r * nb * 34;
+        uint8_t *d = dst + (size_t)r * nb * 36;
+        float *ds = (float *)d;
+        for (int b = 0; b < nb; b++) {
+            float f = f16_to_f32(s + b * 34);
+            memcpy(ds + b, &f, 4);
+            memcpy(d + 4 * nb + 32 * b, s + b * 34 + 2, 32);
+        }
+    }
+}
+
+// Per block of 32: d = max|x| / 127, q = round(x / d). Pair order: blocks 2p, 2p+1 are stored as
+// [x_2p[0..15] x_2p+1[0..15] x_2p[16..31] x_2p+1[16..31]] to match the repacked Q4_1 nibbles.
+void kv_quantize_q8p(const float *x, int n, int8_t *q, float *scale, float *sum) {
+    for (int b = 0; b < n / 32; b++) {
+        const float *xb = x + b * 32;
+        float amax = 0;
+        for (int j = 0; j < 32; j++) { float a = fabsf(xb[j]); if (a > amax) amax = a; }
+        const float d = amax / 127.0f, id = d > 0 ? 1.0f / d : 0.0f;
+        int8_t *o = q + (b / 2) * 64 + (b % 2) * 16;
+        int s = 0;
+        for (int j = 0; j < 32; j++) {
+            int v = (int)nearbyintf(xb[j] * id);
+            o[j < 16 ? j : j + 16] = (int8_t)v;
+            s += v;
+        }
+        scale[b] = d;
+        sum[b] = d * (float)s;
+    }
+}
+
+void kv_quantize_q16(const float *x, int n, int16_t *q, float *scale) {
+    for (int b = 0; b < n / 32; b++) {
+        const float *xb = x + b * 32;
+        float amax = 0;
+        for (int j = 0; j < 32; j++) { float a = fabsf(xb[j]); if (a > amax) amax = a; }
+        const float d = amax / 32767.0f, id = d > 0 ? 1.0f / d : 0.0f;
+        for (int j = 0; j < 32; j++) q[b * 32 + j] = (int16_t)nearbyintf(xb[j] * id);
+        scale[b] = d;
+    }
+}
+
+#ifndef KV_PF_GROUPS
+#define KV_PF_GROUPS 4
+#endif
+#ifdef KV_AVX2
+// One pair of Q4_1 blocks of one row against the pair-ordered activations; returns the updated acc.
+#define Q41R_PAIR(rowq, rowd, acc)                                                                  \
+    do {                                                                                            \
+        __m256i w_ = _mm256_loadu_si256((const __m256i *)((rowq) + p * 32));                        \
+        __m256i lo_ = _mm256_and_si256(w_, low), hi_ = _mm256_and_si256(_mm256_srli_epi16(w_, 4), low); \
+        __m256i s16_ = _mm256_add_epi16(_mm256_maddubs_epi16(lo_, alo), _mm256_maddubs_epi16(hi_, ahi)); \
+        __m256 pf_ = _mm256_cvtepi32_ps(_mm256_madd_epi16(s16_, ones));                             \
+        __m128 d2_ = _mm_cvtph_ps(_mm_cvtsi32_si128(*(const int *)((rowd) + p * 4)));               \
+        __m256 d8_ = _mm256_permutevar8x32_ps(_mm256_castps128_ps256(d2_), perm);                   \
+        acc = _mm256_fmadd_ps(_mm256_mul_ps(d8_, xs8), pf_, acc);                                   \
+    } while (0)
+
+static inline float q41r_min_term(const uint8_t *rowm, const float *xsum, int nb) {
+    __m256 a = _mm256_setzero_ps();
+    int b = 0;
+    for (; b + 8 <= nb; b += 8)
+        a = _mm256_fmadd_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(rowm + 2 * b))), _mm256_loadu_ps(xsum + b), a);
+    float s = hsum8(a);
+    for (; b < nb; b++) s += f16_to_f32(rowm + 2 * b) * xsum[b];
+    return s;
+}
+#endif
+
+void kv_gemv_q4_1r(const uint8_t *w, size_t row_bytes, int row0, int row1, int nb,
+                   const int8_t *xq, const float *xs, const float *xsum, float *out) {
+    const int np = nb / 2;
+#ifdef KV_AVX2
+    const __m256i low = _mm256_set1_epi8(0x0f), ones = _mm256_set1_epi16(1);
+    const __m256i perm = _mm256_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1);
+    const size_t pf_step = ((4 * row_bytes + np - 1) / np + 63) & ~(size_t)63;
+    int r = row0;
+    for (; r + 4 <= row1; r += 4) {
+        const uint8_t *r0 = w + (size_t)r * row_bytes, *r1 = r0 + row_bytes, *r2 = r1 + row_bytes, *r3 = r2 + row_bytes;
+        const uint8_t *q0 = r0 + 4 * nb, *q1 = r1 + 4 * nb, *q2 = r2 + 4 * nb, *q3 = r3 + 4 * nb;
+        __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps(), a2 = _mm256_setzero_ps(), a3 = _mm256_setzero_ps();
+        for (int p = 0; p < np; p++) {
+            const __m256i alo = _mm256_loadu_si256((const __m256i *)(xq + p * 64));
+            const __m256i ahi = _mm256_loadu_si256((const __m256i *)(xq + p * 64 + 32));
+            __m128 x2 = _mm_castpd_ps(_mm_load_sd((const double *)(xs + 2 * p)));
+            const __m256 xs8 = _mm256_permutevar8x32_ps(_mm256_castps128_ps256(x2), perm);
+            // The 4-row group is contiguous: prefetch the group KV_PF_GROUPS ahead, spread over the pairs.
+            const uint8_t *pf = r0 + KV_PF_GROUPS * 4 * row_bytes + (size_t)p * pf_step;
+            for (size_t o = 0; o < pf_step; o += 64) _mm_prefetch((const char *)(pf + o), _MM_HINT_T0);
+            Q41R_PAIR(q0, r0, a0);
+            Q41R_PAIR(q1, r1, a1);
+            Q41R_PAIR(q2, r2, a2);
+            Q41R_PAIR(q3, r3, a3);
+        }
+        out[r] = hsum8(a0) + q41r_min_term(r0 + 2 * nb, xsum, nb);
+        out[r + 1] = hsum8(a1) + q41r_min_term(r1 + 2 * nb, xsum, nb);
+        out[r + 2] = hsum8(a2) + q41r_min_term(r2 + 2 * nb, xsum, nb);
+        out[r + 3] = hsum8(a3) + q41r_min_term(r3 + 2 * nb, xsum, nb);
+    }
+    for (; r < row1; r++) {
+        const uint8_t *r0 = w + (size_t)r * row_bytes, *q0 = r0 + 4 * nb;
+        __m256 a0 = _mm256_setzero_ps();
+        for (int p = 0; p < np; p++) {
+            const __m256i alo = _mm256_loadu_si256((const __m256i *)(xq + p * 64));
+            const __m256i ahi = _mm256_loadu_si256((const __m256i *)(xq + p * 64 + 32));
+            __m128 x2 = _mm_castpd_ps(_mm_load_sd((const double *)(xs + 2 * p)));
+            const __m256 xs8 = _mm256_permutevar8x32_ps(_mm256_castps128_ps256(x2), perm);
+            Q41R_PAIR(q0, r0, a0);
+        }
+        out[r] = hsum8(a0) + q41r_min_term(r0 + 2 * nb, xsum, nb);
+    }
+#else
+    for (int r = row0; r < row1; r++) {
+        const uint8_t *row = w + (size_t)r * row_bytes, *rm = row + 2 * nb, *rq = row + 4 * nb;
+        float acc = 0;
+        for (int b = 0; b < nb; b++) {
+            const int p = b / 2, h = b % 2;
+            const uint8_t *qs = rq + p * 32 + h * 16;
+            const int8_t *alo = xq + p * 64 + h * 16, *ahi = alo + 32;
+            int s = 0;
+            for (int j = 0; j < 16; j++) s += (qs[j] & 0x0f) * alo[j] + (qs[j] >> 4) * ahi[j];
+            acc += f16_to_f32(row + 2 * b) * xs[b] * (float)s + f16_to_f32(rm + 2 * b) * xsum[b];
+        }
+        out[r] = acc;
+    }
+    (void)np;
+#endif
+}
+
+void kv_gemv_q8_0r(const uint8_t *w, size_t row_bytes, int row0, int row1, int nb,
+                   const int16_t *x, const float *xs, float *out) {
+#ifdef KV_AVX2
+    const size_t pf_step = ((4 * row_bytes + nb - 1) / nb + 63) & ~(size_t)63;
+    int r = row0;
+#define Q80R_BLK(row, acc)                                                                          \
+    do {                                                                                            \
+        const uint8_t *qb_ = (row) + 4 * nb + 32 * b;                                               \
+        __m256i w0_ = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)qb_));                 \
+        __m256i w1_ = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)(qb_ + 16)));           \
+        __m256i s_ = _mm256_add_epi32(_mm256_madd_epi16(w0_, x0), _mm256_madd_epi16(w1_, x1));      \
+        acc = _mm256_fmadd_ps(_mm256_broadcast_ss((const float *)(row) + b),                        \
+                              _mm256_mul_ps(_mm256_cvtepi32_ps(s_), xsb), acc);                     \
+    } while (0)
+    for (; r + 4 <= row1; r += 4) {
+        const uint8_t *r0 = w + (size_t)r * row_bytes, *r1 = r0 + row_bytes, *r2 = r1 + row_bytes, *r3 = r2 + row_bytes;
+        __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps(), a2 = _mm256_setzero_ps(), a3 = _mm256_setzero_ps();
+        for (int b = 0; b < nb; b++) {
+            const __m256i x0 = _mm256_loadu_si256((const __m256i *)(x + b * 32));
+            const __m256i x1 = _mm256_loadu_si256((const __m256i *)(x + b * 32 + 16));
+            const __m256 xsb = _mm256_broadcast_ss(xs + b);
+            const uint8_t *pf = r0 + KV_PF_GROUPS * 4 * row_bytes + (size_t)b * pf_step;
+            for (size_t o = 0; o < pf_step; o += 64) _mm_prefetch((const char *)(pf + o), _MM_HINT_T0);
+            Q80R_BLK(r0, a0);
+            Q80R_BLK(r1, a1);
+            Q80R_BLK(r2, a2);
+            Q80R_BLK(r3, a3);
+        }
+        out[r] = hsum8(a0); out[r + 1] = hsum8(a1); out[r + 2] = hsum8(a2); out[r + 3] = hsum8(a3);
+    }
+    for (; r < row1; r++) {
+        const uint8_t *r0 = w + (size_t)r * row_bytes;
+        __m256 a0 = _mm256_setzero_ps();
+        for (int b = 0; b < nb; b++) {
+            const __m256i x0 = _mm256_loadu_si256((const __m256i *)(x + b * 32));
+            const __m256i x1 = _mm256_loadu_si256((const __m256i *)(x + b * 32 + 16));
+            const __m256 xsb = _mm256_broadcast_ss(xs + b);
+            Q80R_BLK(r0, a0);
+        }
+        out[r] = hsum8(a0);
+    }
+#undef Q80R_BLK
+#else
+    for (int r = row0; r < row1; r++) {
+        const uint8_t *row = w + (size_t)r * row_bytes;
+        float acc = 0;
+        for (int b = 0; b < nb; b++) {
+            const int8_t *q = (const int8_t *)(row + 4 * nb + 32 * b);
+            int s = 0;
+            for (int j = 0; j < 32; j++) s += q[j] * x[b * 32 + j];
+            float d; memcpy(&d, row + 4 * b, 4);
+            acc += d * ((float)s * xs[b]);
+        }
+        out[r] = acc;
+    }
+#endif
+}

@@ -8,6 +8,13 @@ public final class LlamaContext: @unchecked Sendable {
     public var config: LlamaConfig { model.config }
 
     private let scratch = Scratch()
+    private var poolStorage: WorkerPool?
+    /// Worker threads for `threads`, made on first use and remade when `threads` changes.
+    private var pool: WorkerPool {
+        if let p = poolStorage, p.threads == threads { return p }
+        poolStorage = WorkerPool(threads: threads)
+        return poolStorage!
+    }
 
     public init(model: LlamaModel, threads: Int) {
         self.model = model
@@ -71,8 +78,11 @@ public final class LlamaContext: @unchecked Sendable {
         }
 
         let buf = scratch.claim(T: T, config: c)
-        let x = buf.x, xn = buf.xn, q = buf.q, k = buf.k, v = buf.v   // [T,D] [T,D] [T,H·Dh] [T,KV] [T,KV]
-        let att = buf.att, tmp = buf.tmp, gate = buf.gate, up = buf.up // [T,D] [T,D] [T,F] [T,F]
+        let pool = self.pool
+        // q, k, v are column blocks of one [T, QKV] matrix; gate and up of one [T, 2F] matrix.
+        let QKV = D + 2 * KV, F2 = 2 * F
+        let x = buf.x, xn = buf.xn, q = buf.qkv, k = buf.qkv + D, v = buf.qkv + D + KV
+        let att = buf.att, tmp = buf.tmp, gate = buf.gu, up = buf.gu + F   // [T,D] [T,D] [T,2F]
 
         let rope = RoPE(config: c)
         var pos = positions
@@ -100,30 +110,28 @@ public final class LlamaContext: @unchecked Sendable {
             if T == 1 && decode {
                 gemvMany(xn, dim: D, [(L.qq, q), (L.qk, k), (L.qv, v)])
             } else {
-                Kernels.matmul(xn, rows: T, L.wq, q, threads: threads)
-                Kernels.matmul(xn, rows: T, L.wk, k, threads: threads)
-                Kernels.matmul(xn, rows: T, L.wv, v, threads: threads)
+                Kernels.matmul(xn, rows: T, L.wqkv, buf.qkv, pool: pool)
             }
             let checking = blend?.checkLayers.contains(l) ?? false
             let Kc = cache.keys(layer: l), Vc = cache.values(layer: l)
             for t in 0..<T {
-                rope.apply(q + t * D, heads: c.heads, table: table, row: t)
-                rope.apply(k + t * KV, heads: c.kvHeads, table: table, row: t)
+                rope.apply(q + t * QKV, heads: c.heads, table: table, row: t)
+                rope.apply(k + t * QKV, heads: c.kvHeads, table: table, row: t)
                 if checking && isCandidate[rowOrigin[t]] {
                     // Deviation of the fresh K/V from the loaded K/V still in the slot.
                     let s = slotIndex[t]
                     var d: Float = 0
                     for i in 0..<KV {
-                        let dk = k[t * KV + i] - Kc[s * KV + i], dv = v[t * KV + i] - Vc[s * KV + i]
+                        let dk = k[t * QKV + i] - Kc[s * KV + i], dv = v[t * QKV + i] - Vc[s * KV + i]
                         d += dk * dk + dv * dv
                     }
                     deviation[rowOrigin[t]] += d
                 }
                 // K (rotated) and V into the cache.
-                cache.write(layer: l, slot: slotIndex[t], k: k + t * KV, v: v + t * KV, count: 1)
+                cache.write(layer: l, slot: slotIndex[t], k: k + t * QKV, v: v + t * QKV, count: 1)
             }
-            attention(q: q, positions: pos, cache: cache, layer: l, out: att)
-            if T == 1 && decode { gemvMany(att, dim: D, [(L.qo, tmp)]) } else { Kernels.matmul(att, rows: T, L.wo, tmp, threads: threads) }
+            attention(q: q, ldq: QKV, positions: pos, cache: cache, layer: l, out: att)
+            if T == 1 && decode { gemvMany(att, dim: D, [(L.qo, tmp)]) } else { Kernels.matmul(att, rows: T, L.wo, tmp, pool: pool) }
             for i in 0..<(T * D) { x[i] += tmp[i] }
 
             // ---- feed-forward block (SwiGLU) ----
@@ -131,11 +139,15 @@ public final class LlamaContext: @unchecked Sendable {
             if T == 1 && decode {
                 gemvMany(xn, dim: D, [(L.qGate, gate), (L.qUp, up)])
             } else {
-                Kernels.matmul(xn, rows: T, L.wGate, gate, threads: threads)
-                Kernels.matmul(xn, rows: T, L.wUp, up, threads: threads)
+                Kernels.matmul(xn, rows: T, L.wGateUp, buf.gu, pool: pool)
             }
-            Kernels.siluMul(gate, up, T * F)                              // gate = silu(gate) · up
-            if T == 1 && decode { gemvMany(gate, dim: F, [(L.qDown, tmp)]) } else { Kernels.matmul(gate, rows: T, L.wDown, tmp, threads: threads) }
+            // gate = silu(gate) · up, row by row
+            if T == 1 { Kernels.siluMul(gate, up, F) } else {
+                parallelRanges(T, pool: pool) { rows in
+                    for t in rows { Kernels.siluMul(gate + t * F2, up + t * F2, F) }
+                }
+            }
+            if T == 1 && decode { gemvMany(gate, dim: F, [(L.qDown, tmp)]) } else { Kernels.matmul(gate, rows: T, lda: F2, L.wDown, tmp, pool: pool) }
             for i in 0..<(T * D) { x[i] += tmp[i] }
 
             // ---- CacheBlend: after the last check layer, keep only the rows worth recomputing ----
@@ -182,23 +194,22 @@ public final class LlamaContext: @unchecked Sendable {
     /// parallel region (their rows split evenly across the workers).
     private func gemvMany(_ x: UnsafePointer<Float>, dim: Int, _ jobs: [(QMatrix, UnsafeMutablePointer<Float>)]) {
         let qx = scratch.qv
-        if jobs.contains(where: { $0.0.format == .q4_1 || $0.0.format == .q8_0 }) { qx.quantize(x, count: dim) }
-        let outs = jobs.map { SendablePointer($0.1) }
         let mats = jobs.map(\.0)
+        qx.quantize(x, count: dim, for: mats.map(\.format))
         let total = mats.reduce(0) { $0 + $1.rows }
-        let xp = SendablePointer(UnsafeMutablePointer(mutating: x))
-        parallelRanges(total, threads: threads, align: 8) { range in
+        parallelRanges(total, pool: pool, align: 8, chunks: 4) { range in
             var base = 0
             for (i, m) in mats.enumerated() {
                 let lo = max(range.lowerBound - base, 0), hi = min(range.upperBound - base, m.rows)
-                if lo < hi { Kernels.gemv(m, xp.p, qx, rows: lo..<hi, out: outs[i].p) }
+                if lo < hi { Kernels.gemv(m, x, qx, rows: lo..<hi, out: jobs[i].1) }
                 base += m.rows
             }
         }
     }
 
     /// Causal-by-position attention of the batch's queries over the whole cache (GQA).
-    private func attention(q qp: UnsafeMutablePointer<Float>, positions: [Int32], cache: KVState, layer: Int, out: UnsafeMutablePointer<Float>) {
+    /// Query row t, head h is at `qp + t * ldq + h * Dh`.
+    private func attention(q qp: UnsafeMutablePointer<Float>, ldq: Int, positions: [Int32], cache: KVState, layer: Int, out: UnsafeMutablePointer<Float>) {
         let c = config
         let T = positions.count, D = c.dim, KV = c.kvDim, Dh = c.headDim, G = c.groupSize
         let n = cache.count
@@ -206,6 +217,7 @@ public final class LlamaContext: @unchecked Sendable {
         let K = cache.keys(layer: layer), V = cache.values(layer: layer)
         let slotPos = cache.positions
         let op = SendablePointer(out)
+        let pool = self.pool
         do {
             slotPos.withUnsafeBufferPointer { spb in
                 positions.withUnsafeBufferPointer { ppb in
@@ -213,7 +225,7 @@ public final class LlamaContext: @unchecked Sendable {
                     if T == 1 {
                         // Decode: one query per head, plain dot products.
                         let qpos = pp[0]
-                        parallelRanges(c.heads, threads: threads) { heads in
+                        parallelRanges(c.heads, pool: pool) { heads in
                             var scores = [Float](repeating: 0, count: n)
                             scores.withUnsafeMutableBufferPointer { s in
                                 for h in heads {
@@ -233,7 +245,7 @@ public final class LlamaContext: @unchecked Sendable {
                     // Prefill: per head and block of queries, scores = Q·Kᵀ via sgemm, mask, softmax, ·V.
                     let block = 128
                     let blocks = (T + block - 1) / block
-                    parallelRanges(c.heads * blocks, threads: threads) { items in
+                    parallelRanges(c.heads * blocks, pool: pool) { items in
                         var scores = [Float](repeating: 0, count: block * n)
                         scores.withUnsafeMutableBufferPointer { sb in
                             let s = sb.baseAddress!
@@ -248,12 +260,18 @@ public final class LlamaContext: @unchecked Sendable {
                                 while kEnd > 0 && sp[kEnd - 1] > maxPos { kEnd -= 1 }
                                 guard kEnd > 0 else { continue }
                                 cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(m), Int32(kEnd), Int32(Dh),
-                                            scale, qp + t0 * D + h * Dh, Int32(D), K + g * Dh, Int32(KV),
+                                            scale, qp + t0 * ldq + h * Dh, Int32(ldq), K + g * Dh, Int32(KV),
                                             0, s, Int32(kEnd))
                                 for i in 0..<m {
                                     let row = s + i * kEnd, qpos = pp[t0 + i]
-                                    for j in 0..<kEnd where sp[j] > qpos { row[j] = -.infinity }
-                                    Kernels.softmaxInPlace(row, kEnd)
+                                    // Softmax over the keys up to the last visible one only, so the
+                                    // sum runs in the same order whatever else is in the batch:
+                                    // a token's numbers do not depend on how the prompt was split.
+                                    var vEnd = kEnd
+                                    while vEnd > 0 && sp[vEnd - 1] > qpos { vEnd -= 1 }
+                                    for j in 0..<vEnd where sp[j] > qpos { row[j] = -.infinity }
+                                    Kernels.softmaxInPlace(row, vEnd)
+                                    for j in vEnd..<kEnd { row[j] = 0 }
                                 }
                                 cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(m), Int32(Dh), Int32(kEnd),
                                             1, s, Int32(kEnd), V + g * Dh, Int32(KV),
@@ -272,7 +290,7 @@ final class Scratch {
     private var capacityT = 0
     private var storage: UnsafeMutablePointer<Float>?
     var qv = QuantizedVector(capacity: 32)
-    struct Buffers { let x, xn, q, k, v, att, tmp, gate, up: UnsafeMutablePointer<Float> }
+    struct Buffers { let x, xn, qkv, att, tmp, gu: UnsafeMutablePointer<Float> }
     private var buffers: Buffers?
 
     func claim(T: Int, config c: LlamaConfig) -> Buffers {
@@ -284,8 +302,8 @@ final class Scratch {
             p.initialize(repeating: 0, count: cap * per)
             var off = 0
             func take(_ w: Int) -> UnsafeMutablePointer<Float> { defer { off += cap * w }; return p + off }
-            buffers = Buffers(x: take(c.dim), xn: take(c.dim), q: take(c.dim), k: take(c.kvDim), v: take(c.kvDim),
-                              att: take(c.dim), tmp: take(c.dim), gate: take(c.ffnDim), up: take(c.ffnDim))
+            buffers = Buffers(x: take(c.dim), xn: take(c.dim), qkv: take(c.dim + 2 * c.kvDim),
+                              att: take(c.dim), tmp: take(c.dim), gu: take(2 * c.ffnDim))
             storage = p
             capacityT = cap
             if qv.q.count < max(c.dim, c.ffnDim) {

@@ -10,8 +10,10 @@ import CKernels
 public struct QMatrix: @unchecked Sendable {
     /// q4_1 / q8_0: ggml blocks (from the file, or re-quantised); f32: the dense copy, used when the
     /// file holds float weights so decode loses no precision to quantisation.
-    /// q8_0f: Q8_0 weights read with float activations (the output head, where logits keep full precision).
-    public enum Format: Sendable { case q4_1, q8_0, q8_0f, f32 }
+    /// q4_1r: Q4_1 repacked in pair rows for decode (`kv_repack_q4_1`), read with pair-ordered int8 activations.
+    /// q8_0f: Q8_0 repacked with f32 scales (`kv_repack_q8_0`), read with int16 activations (the output
+    /// head, where logits need more than int8 precision).
+    public enum Format: Sendable { case q4_1, q4_1r, q8_0, q8_0f, f32 }
     public let format: Format
     public let rows: Int
     public let cols: Int
@@ -19,8 +21,9 @@ public struct QMatrix: @unchecked Sendable {
     public var blocksPerRow: Int { cols / 32 }
     public var rowBytes: Int {
         switch format {
-        case .q4_1: return blocksPerRow * 20
-        case .q8_0, .q8_0f: return blocksPerRow * 34
+        case .q4_1, .q4_1r: return blocksPerRow * 20
+        case .q8_0: return blocksPerRow * 34
+        case .q8_0f: return blocksPerRow * 36
         case .f32: return cols * 4
         }
     }
@@ -34,27 +37,52 @@ public struct DenseMatrix: @unchecked Sendable {
     public let data: UnsafeMutablePointer<Float>
 }
 
-/// An activation vector quantised to int8 in blocks of 32 (like ggml's Q8_1):
-/// x[b*32+j] ≈ scale[b] * q[b*32+j]; `sum[b]` = scale[b] * Σ_j q[b*32+j].
+/// An activation vector quantised in blocks of 32, in the layouts the decode kernels read:
+/// int8 like ggml's Q8_1 (x[b*32+j] ≈ scale[b] * q[b*32+j]; `sum[b]` = scale[b] * Σ_j q[b*32+j]),
+/// the same in pair order (`qp`, for q4_1r), and int16 (`q16`, for q8_0f).
 struct QuantizedVector: @unchecked Sendable {
     let q: UnsafeMutableBufferPointer<Int8>
     let scale: UnsafeMutableBufferPointer<Float>
     let sum: UnsafeMutableBufferPointer<Float>
+    let qp: UnsafeMutableBufferPointer<Int8>
+    let pscale: UnsafeMutableBufferPointer<Float>
+    let psum: UnsafeMutableBufferPointer<Float>
+    let q16: UnsafeMutableBufferPointer<Int16>
+    let scale16: UnsafeMutableBufferPointer<Float>
 
     init(capacity n: Int) {
         q = .allocate(capacity: n)
         scale = .allocate(capacity: n / 32)
         sum = .allocate(capacity: n / 32)
+        qp = .allocate(capacity: n)
+        pscale = .allocate(capacity: n / 32)
+        psum = .allocate(capacity: n / 32)
+        q16 = .allocate(capacity: n)
+        scale16 = .allocate(capacity: n / 32)
     }
 
-    func quantize(_ x: UnsafePointer<Float>, count n: Int) {
-        kv_quantize_q8(x, Int32(n), q.baseAddress!, scale.baseAddress!, sum.baseAddress!)
+    /// Quantises `x` into the layouts `formats` need.
+    func quantize(_ x: UnsafePointer<Float>, count n: Int, for formats: [QMatrix.Format]) {
+        if formats.contains(where: { $0 == .q4_1 || $0 == .q8_0 }) {
+            kv_quantize_q8(x, Int32(n), q.baseAddress!, scale.baseAddress!, sum.baseAddress!)
+        }
+        if formats.contains(.q4_1r) {
+            kv_quantize_q8p(x, Int32(n), qp.baseAddress!, pscale.baseAddress!, psum.baseAddress!)
+        }
+        if formats.contains(.q8_0f) {
+            kv_quantize_q16(x, Int32(n), q16.baseAddress!, scale16.baseAddress!)
+        }
     }
 
     func deallocate() {
         q.deallocate()
         scale.deallocate()
         sum.deallocate()
+        qp.deallocate()
+        pscale.deallocate()
+        psum.deallocate()
+        q16.deallocate()
+        scale16.deallocate()
     }
 }
 
@@ -68,25 +96,26 @@ enum Kernels {
         switch w.format {
         case .q4_1:
             kv_gemv_q4_1(p, w.rowBytes, r0, r1, nb, qx.q.baseAddress!, qx.scale.baseAddress!, qx.sum.baseAddress!, out)
+        case .q4_1r:
+            kv_gemv_q4_1r(p, w.rowBytes, r0, r1, nb, qx.qp.baseAddress!, qx.pscale.baseAddress!, qx.psum.baseAddress!, out)
         case .q8_0:
             kv_gemv_q8_0(p, w.rowBytes, r0, r1, nb, qx.q.baseAddress!, qx.scale.baseAddress!, out)
         case .q8_0f:
-            kv_gemv_q8_0_f32(p, w.rowBytes, r0, r1, nb, x, out)
+            kv_gemv_q8_0r(p, w.rowBytes, r0, r1, nb, qx.q16.baseAddress!, qx.scale16.baseAddress!, out)
         case .f32:
             let f = w.data.assumingMemoryBound(to: Float.self)
             for r in range { out[r] = kv_dot(f + r * w.cols, x, Int32(w.cols)) }
         }
     }
 
-    /// C[M, N] = A[M, K] · W[N, K]ᵀ, the N output features split across `threads` workers,
-    /// each running single-threaded BLAS on its slice of W.
-    static func matmul(_ a: UnsafePointer<Float>, rows m: Int, _ w: DenseMatrix,
-                       _ c: UnsafeMutablePointer<Float>, threads: Int) {
-        let k = w.cols, n = w.rows
-        let ap = SendablePointer(UnsafeMutablePointer(mutating: a)), cp = SendablePointer(c)
-        parallelRanges(n, threads: threads, align: 16) { r in
+    /// C[M, N] = A[M, K] · W[N, K]ᵀ (A's rows `lda` apart), the N output features split across the
+    /// pool's workers, each running single-threaded BLAS on its slice of W.
+    static func matmul(_ a: UnsafePointer<Float>, rows m: Int, lda: Int? = nil, _ w: DenseMatrix,
+                       _ c: UnsafeMutablePointer<Float>, pool: WorkerPool) {
+        let k = w.cols, n = w.rows, lda = lda ?? k
+        parallelRanges(n, pool: pool, align: 16) { r in
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(m), Int32(r.count), Int32(k),
-                        1, ap.p, Int32(k), w.data + r.lowerBound * k, Int32(k), 0, cp.p + r.lowerBound, Int32(n))
+                        1, a, Int32(lda), w.data + r.lowerBound * k, Int32(k), 0, c + r.lowerBound, Int32(n))
         }
     }
 

@@ -1,3 +1,4 @@
+import CKernels
 import Dispatch
 import GGUF
 
@@ -14,6 +15,9 @@ public final class LlamaWeights: @unchecked Sendable {
         public let ffnNorm: UnsafeMutablePointer<Float>    // [D]
         public let wGate: DenseMatrix, wUp: DenseMatrix, wDown: DenseMatrix
         public let qGate: QMatrix, qUp: QMatrix, qDown: QMatrix
+        /// wq, wk, wv stacked ([D+2·KV, D]) and wGate, wUp stacked ([2F, D]): the same memory as the
+        /// separate matrices, so prefill runs one sgemm for each group.
+        public let wqkv: DenseMatrix, wGateUp: DenseMatrix
     }
 
     public let config: LlamaConfig
@@ -74,6 +78,33 @@ public final class LlamaWeights: @unchecked Sendable {
             try Dequant.toFloat(t.type, file.data(of: t), count: t.elementCount, into: p)
             return p
         }
+        /// Several [rows_i, cols] tensors dequantised one after another into one allocation.
+        func stacked(_ ts: [GGUFTensorInfo]) throws -> (DenseMatrix, [DenseMatrix]) {
+            let cols = ts[0].columns
+            let total = ts.reduce(0) { $0 + $1.rows }
+            let p = UnsafeMutablePointer<Float>.allocate(capacity: total * cols)
+            owned.append(UnsafeMutableRawPointer(p))
+            resident += total * cols * 4
+            var parts: [DenseMatrix] = []
+            var off = 0
+            for t in ts {
+                precondition(t.columns == cols)
+                try Dequant.toFloat(t.type, file.data(of: t), count: t.elementCount, into: p + off * cols)
+                parts.append(DenseMatrix(rows: t.rows, cols: cols, data: p + off * cols))
+                off += t.rows
+            }
+            return (DenseMatrix(rows: total, cols: cols, data: p), parts)
+        }
+        /// Decode layouts: Q4_1 with an even block count is repacked to pair rows (`q4_1r`).
+        func decodeLayout(_ m: QMatrix) -> QMatrix {
+            guard m.format == .q4_1, m.blocksPerRow % 2 == 0 else { return m }
+            let buf = UnsafeMutableRawPointer.allocate(byteCount: m.byteCount, alignment: 64)
+            owned.append(buf)
+            resident += m.byteCount
+            kv_repack_q4_1(m.data.assumingMemoryBound(to: UInt8.self), buf.assumingMemoryBound(to: UInt8.self),
+                           Int32(m.rows), Int32(m.blocksPerRow))
+            return QMatrix(format: .q4_1r, rows: m.rows, cols: m.cols, data: UnsafeRawPointer(buf))
+        }
         func quantised(_ t: GGUFTensorInfo, dense: UnsafePointer<Float>?) throws -> QMatrix {
             if let dense, [.f32, .f16, .bf16].contains(t.type) {
                 return QMatrix(format: .f32, rows: t.rows, cols: t.columns, data: UnsafeRawPointer(dense))
@@ -114,12 +145,20 @@ public final class LlamaWeights: @unchecked Sendable {
         for (l, t) in plan.enumerated() {
             func dm(_ i: Int) throws -> (DenseMatrix, QMatrix) {
                 let p = try floats(t[i])
-                return (DenseMatrix(rows: t[i].rows, cols: t[i].columns, data: p), try quantised(t[i], dense: p))
+                return (DenseMatrix(rows: t[i].rows, cols: t[i].columns, data: p), decodeLayout(try quantised(t[i], dense: p)))
             }
-            let (wq, qq) = try dm(1), (wk, qk) = try dm(2), (wv, qv) = try dm(3), (wo, qo) = try dm(4)
-            let (wg, qg) = try dm(6), (wu, qu) = try dm(7), (wd, qd) = try dm(8)
+            func q(_ i: Int, _ d: DenseMatrix) throws -> QMatrix { decodeLayout(try quantised(t[i], dense: d.data)) }
+            let (wqkv, qkvParts) = try stacked([t[1], t[2], t[3]])
+            let (wq, wk, wv) = (qkvParts[0], qkvParts[1], qkvParts[2])
+            let (qq, qk, qv) = (try q(1, wq), try q(2, wk), try q(3, wv))
+            let (wo, qo) = try dm(4)
+            let (wgu, guParts) = try stacked([t[6], t[7]])
+            let (wg, wu) = (guParts[0], guParts[1])
+            let (qg, qu) = (try q(6, wg), try q(7, wu))
+            let (wd, qd) = try dm(8)
             layers.append(Layer(attnNorm: try floats(t[0]), wq: wq, wk: wk, wv: wv, wo: wo, qq: qq, qk: qk, qv: qv, qo: qo,
-                                ffnNorm: try floats(t[5]), wGate: wg, wUp: wu, wDown: wd, qGate: qg, qUp: qu, qDown: qd))
+                                ffnNorm: try floats(t[5]), wGate: wg, wUp: wu, wDown: wd, qGate: qg, qUp: qu, qDown: qd,
+                                wqkv: wqkv, wGateUp: wgu))
             progress?(Double(l + 1) / Double(c.layers + 1))
         }
         self.layers = layers
@@ -127,7 +166,18 @@ public final class LlamaWeights: @unchecked Sendable {
         // The output head keeps float activations: int8 activations there moved logits by up to 0.3,
         // enough to flip near-ties in the first token (measured against a float64 reference).
         let out = try quantised(outInfo, dense: nil)
-        self.output = out.format == .q8_0 ? QMatrix(format: .q8_0f, rows: out.rows, cols: out.cols, data: out.data) : out
+        // Repacked with f32 block scales, read with int16 activations (error ~1e-5 of the block's max).
+        if out.format == .q8_0 {
+            let f = QMatrix(format: .q8_0f, rows: out.rows, cols: out.cols, data: out.data)
+            let buf = UnsafeMutableRawPointer.allocate(byteCount: f.byteCount, alignment: 64)
+            owned.append(buf)
+            resident += f.byteCount
+            kv_repack_q8_0(out.data.assumingMemoryBound(to: UInt8.self), buf.assumingMemoryBound(to: UInt8.self),
+                           Int32(out.rows), Int32(out.blocksPerRow))
+            self.output = QMatrix(format: .q8_0f, rows: out.rows, cols: out.cols, data: UnsafeRawPointer(buf))
+        } else {
+            self.output = decodeLayout(out)
+        }
         self.owned = owned
         self.residentBytes = resident
         progress?(1)
