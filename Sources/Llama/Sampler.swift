@@ -5,13 +5,13 @@ public struct Sampler {
     public var temperature: Float
     public var topK: Int
     public var topP: Float
-    private var state: UInt64
+    private var rng: SplitMix64
 
     public init(temperature: Float = 0, topK: Int = 0, topP: Float = 1, seed: UInt64 = 0) {
         self.temperature = temperature
         self.topK = topK
         self.topP = topP
-        self.state = seed &+ 0x9E37_79B9_7F4A_7C15
+        self.rng = SplitMix64(seed: seed &+ 0x9E37_79B9_7F4A_7C15)
     }
 
     public static func argmax(_ logits: [Float]) -> Int32 {
@@ -21,14 +21,7 @@ public struct Sampler {
         return Int32(best)
     }
 
-    private mutating func nextUniform() -> Double {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        z ^= z >> 31
-        return Double(z >> 11) / Double(1 << 53)
-    }
+    private mutating func nextUniform() -> Double { Double(rng.next() >> 11) / Double(1 << 53) }
 
     public mutating func sample(_ logits: [Float]) -> Int32 {
         guard temperature > 0 else { return Self.argmax(logits) }
@@ -54,5 +47,18 @@ public struct Sampler {
         var r = nextUniform(), i = 0
         while i < probs.count - 1 && r >= probs[i] { r -= probs[i]; i += 1 }
         return Int32(idx[i])
+    }
+}
+
+/// A small, seeded, deterministic random generator (SplitMix64).
+public struct SplitMix64 {
+    private var state: UInt64
+    public init(seed: UInt64) { state = seed }
+    public mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
     }
 }
