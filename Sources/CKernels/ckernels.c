@@ -161,6 +161,57 @@ void kv_gemv_q8_0_f32(const uint8_t *w, size_t row_bytes, int row0, int row1, in
     }
 }
 
+void kv_block_sums(const float *x, int n, float *xsum) {
+    for (int b = 0; b < n / 32; b++) {
+        float s = 0;
+        for (int j = 0; j < 32; j++) s += x[b * 32 + j];
+        xsum[b] = s;
+    }
+}
+
+void kv_gemv_q4_1_f32(const uint8_t *w, size_t row_bytes, int row0, int row1, int nb,
+                      const float *x, const float *xsum, float *out) {
+    for (int r = row0; r < row1; r++) {
+        const uint8_t *row = w + (size_t)r * row_bytes;
+#ifdef KV_AVX2
+        if (r + 2 < row1) {
+            const uint8_t *next = row + 2 * row_bytes;
+            for (size_t o = 0; o < row_bytes; o += 64) _mm_prefetch((const char *)(next + o), _MM_HINT_T0);
+        }
+        __m256 acc = _mm256_setzero_ps();
+        float accm = 0;
+        const __m128i low = _mm_set1_epi8(0x0f);
+        for (int b = 0; b < nb; b++) {
+            const uint8_t *blk = row + b * 20;
+            const float *xb = x + b * 32;
+            __m128i raw = _mm_loadu_si128((const __m128i *)(blk + 4));
+            __m128i lo = _mm_and_si128(raw, low), hi = _mm_and_si128(_mm_srli_epi16(raw, 4), low);
+            __m256 w0 = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(lo));
+            __m256 w1 = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_srli_si128(lo, 8)));
+            __m256 w2 = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(hi));
+            __m256 w3 = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_srli_si128(hi, 8)));
+            __m256 sacc = _mm256_mul_ps(w0, _mm256_loadu_ps(xb));
+            sacc = _mm256_fmadd_ps(w1, _mm256_loadu_ps(xb + 8), sacc);
+            sacc = _mm256_fmadd_ps(w2, _mm256_loadu_ps(xb + 16), sacc);
+            sacc = _mm256_fmadd_ps(w3, _mm256_loadu_ps(xb + 24), sacc);
+            acc = _mm256_fmadd_ps(_mm256_set1_ps(f16_to_f32(blk)), sacc, acc);
+            accm += f16_to_f32(blk + 2) * xsum[b];
+        }
+        out[r] = hsum8(acc) + accm;
+#else
+        float acc = 0;
+        for (int b = 0; b < nb; b++) {
+            const uint8_t *blk = row + b * 20, *q = blk + 4;
+            const float *xb = x + b * 32;
+            float s = 0;
+            for (int j = 0; j < 16; j++) s += (float)(q[j] & 0x0f) * xb[j] + (float)(q[j] >> 4) * xb[j + 16];
+            acc += f16_to_f32(blk) * s + f16_to_f32(blk + 2) * xsum[b];
+        }
+        out[r] = acc;
+#endif
+    }
+}
+
 void kv_silu_mul(float *g, const float *u, size_t n) {
     size_t i = 0;
 #ifdef KV_AVX2

@@ -13,7 +13,10 @@ public struct QMatrix: @unchecked Sendable {
     /// q4_1r: Q4_1 repacked in pair rows for decode (`kv_repack_q4_1`), read with pair-ordered int8 activations.
     /// q8_0f: Q8_0 repacked with f32 scales (`kv_repack_q8_0`), read with int16 activations (the output
     /// head, where logits need more than int8 precision).
-    public enum Format: Sendable { case q4_1, q4_1r, q8_0, q8_0f, f32 }
+    /// q4_1x / q8_0x: the file's Q4_1 / Q8_0 rows read with float activations — what decode uses,
+    /// so the two engines' tiny differences in prompt KV (BLAS sums depend on the batch shape)
+    /// are not amplified by activation rounding into different greedy tokens.
+    public enum Format: Sendable { case q4_1, q4_1r, q4_1x, q8_0, q8_0f, q8_0x, f32 }
     public let format: Format
     public let rows: Int
     public let cols: Int
@@ -21,8 +24,8 @@ public struct QMatrix: @unchecked Sendable {
     public var blocksPerRow: Int { cols / 32 }
     public var rowBytes: Int {
         switch format {
-        case .q4_1, .q4_1r: return blocksPerRow * 20
-        case .q8_0: return blocksPerRow * 34
+        case .q4_1, .q4_1r, .q4_1x: return blocksPerRow * 20
+        case .q8_0, .q8_0x: return blocksPerRow * 34
         case .q8_0f: return blocksPerRow * 36
         case .f32: return cols * 4
         }
@@ -44,6 +47,7 @@ struct QuantizedVector: @unchecked Sendable {
     let q: UnsafeMutableBufferPointer<Int8>
     let scale: UnsafeMutableBufferPointer<Float>
     let sum: UnsafeMutableBufferPointer<Float>
+    let fsum: UnsafeMutableBufferPointer<Float>   // Σ x per block, for float-activation Q4_1
     let qp: UnsafeMutableBufferPointer<Int8>
     let pscale: UnsafeMutableBufferPointer<Float>
     let psum: UnsafeMutableBufferPointer<Float>
@@ -54,6 +58,7 @@ struct QuantizedVector: @unchecked Sendable {
         q = .allocate(capacity: n)
         scale = .allocate(capacity: n / 32)
         sum = .allocate(capacity: n / 32)
+        fsum = .allocate(capacity: n / 32)
         qp = .allocate(capacity: n)
         pscale = .allocate(capacity: n / 32)
         psum = .allocate(capacity: n / 32)
@@ -72,10 +77,14 @@ struct QuantizedVector: @unchecked Sendable {
         if formats.contains(.q8_0f) {
             kv_quantize_q16(x, Int32(n), q16.baseAddress!, scale16.baseAddress!)
         }
+        if formats.contains(.q4_1x) {
+            kv_block_sums(x, Int32(n), fsum.baseAddress!)
+        }
     }
 
     func deallocate() {
         q.deallocate()
+        fsum.deallocate()
         scale.deallocate()
         sum.deallocate()
         qp.deallocate()
@@ -100,6 +109,10 @@ enum Kernels {
             kv_gemv_q4_1r(p, w.rowBytes, r0, r1, nb, qx.qp.baseAddress!, qx.pscale.baseAddress!, qx.psum.baseAddress!, out)
         case .q8_0:
             kv_gemv_q8_0(p, w.rowBytes, r0, r1, nb, qx.q.baseAddress!, qx.scale.baseAddress!, out)
+        case .q4_1x:
+            kv_gemv_q4_1_f32(p, w.rowBytes, r0, r1, nb, x, qx.fsum.baseAddress!, out)
+        case .q8_0x:
+            kv_gemv_q8_0_f32(p, w.rowBytes, r0, r1, nb, x, out)
         case .q8_0f:
             kv_gemv_q8_0r(p, w.rowBytes, r0, r1, nb, qx.q16.baseAddress!, qx.scale16.baseAddress!, out)
         case .f32:

@@ -95,15 +95,13 @@ public final class LlamaWeights: @unchecked Sendable {
             }
             return (DenseMatrix(rows: total, cols: cols, data: p), parts)
         }
-        /// Decode layouts: Q4_1 with an even block count is repacked to pair rows (`q4_1r`).
+        /// Decode layout: Q4_1 / Q8_0 rows read with float activations (`q4_1x` / `q8_0x`).
         func decodeLayout(_ m: QMatrix) -> QMatrix {
-            guard m.format == .q4_1, m.blocksPerRow % 2 == 0 else { return m }
-            let buf = UnsafeMutableRawPointer.allocate(byteCount: m.byteCount, alignment: 64)
-            owned.append(buf)
-            resident += m.byteCount
-            kv_repack_q4_1(m.data.assumingMemoryBound(to: UInt8.self), buf.assumingMemoryBound(to: UInt8.self),
-                           Int32(m.rows), Int32(m.blocksPerRow))
-            return QMatrix(format: .q4_1r, rows: m.rows, cols: m.cols, data: UnsafeRawPointer(buf))
+            switch m.format {
+            case .q4_1: return QMatrix(format: .q4_1x, rows: m.rows, cols: m.cols, data: m.data)
+            case .q8_0: return QMatrix(format: .q8_0x, rows: m.rows, cols: m.cols, data: m.data)
+            default: return m
+            }
         }
         func quantised(_ t: GGUFTensorInfo, dense: UnsafePointer<Float>?) throws -> QMatrix {
             if let dense, [.f32, .f16, .bf16].contains(t.type) {
@@ -166,18 +164,7 @@ public final class LlamaWeights: @unchecked Sendable {
         // The output head keeps float activations: int8 activations there moved logits by up to 0.3,
         // enough to flip near-ties in the first token (measured against a float64 reference).
         let out = try quantised(outInfo, dense: nil)
-        // Repacked with f32 block scales, read with int16 activations (error ~1e-5 of the block's max).
-        if out.format == .q8_0 {
-            let f = QMatrix(format: .q8_0f, rows: out.rows, cols: out.cols, data: out.data)
-            let buf = UnsafeMutableRawPointer.allocate(byteCount: f.byteCount, alignment: 64)
-            owned.append(buf)
-            resident += f.byteCount
-            kv_repack_q8_0(out.data.assumingMemoryBound(to: UInt8.self), buf.assumingMemoryBound(to: UInt8.self),
-                           Int32(out.rows), Int32(out.blocksPerRow))
-            self.output = QMatrix(format: .q8_0f, rows: out.rows, cols: out.cols, data: UnsafeRawPointer(buf))
-        } else {
-            self.output = decodeLayout(out)
-        }
+        self.output = decodeLayout(out)
         self.owned = owned
         self.residentBytes = resident
         progress?(1)

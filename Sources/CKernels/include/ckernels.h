@@ -18,6 +18,13 @@ void kv_gemv_q8_0(const uint8_t *w, size_t row_bytes, int row0, int row1, int nb
 /// The same for Q8_0 weights with float activations (the output head: logits keep full precision).
 void kv_gemv_q8_0_f32(const uint8_t *w, size_t row_bytes, int row0, int row1, int nb, const float *x, float *out);
 
+/// Decode with float activations (no activation quantisation, so tiny input differences stay
+/// tiny): Q4_1 rows as stored in the file; `xsum[b]` = Σ x over block b.
+void kv_gemv_q4_1_f32(const uint8_t *w, size_t row_bytes, int row0, int row1, int nb,
+                      const float *x, const float *xsum, float *out);
+/// xsum[b] = Σ_j x[32 b + j], in a fixed order.
+void kv_block_sums(const float *x, int n, float *xsum);
+
 /// g[i] = silu(g[i]) * u[i]
 void kv_silu_mul(float *g, const float *u, size_t n);
 /// In-place softmax of x[n]; -inf entries become 0.
