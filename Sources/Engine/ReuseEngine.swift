@@ -210,8 +210,8 @@ public final class ReuseEngine: InferenceEngine {
         var result = core.result(d, stats: stats, request: request, promptCache: promptCache)
 
         // ---- after the answer: encode it for the next turn, store chunks and segments ----
-        // The answer's decode-time KV came from int8 activations; a batch prefill computes it the
-        // way the baseline will, so the next turn's reuse of it is exact (if its context was).
+        // The answer's decode-time KV came from the matrix-vector path; a batch prefill computes it
+        // the way the baseline will, so the next turn's reuse of it is exact (if its context was).
         let t1 = EngineCore.now()
         let firstApproximate = min(exactPrefix < prefix ? exactPrefix : prompt.count,
                                    candidates.isEmpty ? prompt.count : prefix + candidates[0])

@@ -26,7 +26,7 @@ public final class LlamaContext: @unchecked Sendable {
     public enum LogitRows: Sendable { case none, last, all }
 
     /// How one-token batches are computed. `.automatic` runs a single token through the decode
-    /// path (int8 activations, matrix-vector); `.batched` always uses the prefill path (float32
+    /// path (matrix-vector over the quantised blocks); `.batched` always uses the prefill path (float32
     /// sgemm), so a prompt token gets the same numbers however the prompt was split.
     public enum Path: Sendable { case automatic, batched }
 
@@ -190,18 +190,18 @@ public final class LlamaContext: @unchecked Sendable {
 
     // MARK: - pieces
 
-    /// Decode: quantise the activation once, then run several matrix-vector products in one
+    /// Decode: several matrix-vector products over one activation in one
     /// parallel region (their rows split evenly across the workers).
     private func gemvMany(_ x: UnsafePointer<Float>, dim: Int, _ jobs: [(QMatrix, UnsafeMutablePointer<Float>)]) {
-        let qx = scratch.qv
+        let sums = scratch.sums
         let mats = jobs.map(\.0)
-        qx.quantize(x, count: dim, for: mats.map(\.format))
+        if mats.contains(where: { $0.format == .q4_1 }) { sums.compute(x, count: dim) }
         let total = mats.reduce(0) { $0 + $1.rows }
         parallelRanges(total, pool: pool, align: 8, chunks: 4) { range in
             var base = 0
             for (i, m) in mats.enumerated() {
                 let lo = max(range.lowerBound - base, 0), hi = min(range.upperBound - base, m.rows)
-                if lo < hi { Kernels.gemv(m, x, qx, rows: lo..<hi, out: jobs[i].1) }
+                if lo < hi { Kernels.gemv(m, x, sums, rows: lo..<hi, out: jobs[i].1) }
                 base += m.rows
             }
         }
@@ -289,7 +289,7 @@ public final class LlamaContext: @unchecked Sendable {
 final class Scratch {
     private var capacityT = 0
     private var storage: UnsafeMutablePointer<Float>?
-    var qv = QuantizedVector(capacity: 32)
+    var sums = BlockSums(capacity: 32)
     struct Buffers { let x, xn, qkv, att, tmp, gu: UnsafeMutablePointer<Float> }
     private var buffers: Buffers?
 
@@ -306,9 +306,9 @@ final class Scratch {
                               att: take(c.dim), tmp: take(c.dim), gu: take(2 * c.ffnDim))
             storage = p
             capacityT = cap
-            if qv.q.count < max(c.dim, c.ffnDim) {
-                qv.deallocate()
-                qv = QuantizedVector(capacity: max(c.dim, c.ffnDim))
+            if sums.sums.count < max(c.dim, c.ffnDim) / 32 {
+                sums.deallocate()
+                sums = BlockSums(capacity: max(c.dim, c.ffnDim))
             }
         }
         return buffers!
@@ -316,6 +316,6 @@ final class Scratch {
 
     deinit {
         storage?.deallocate()
-        qv.deallocate()
+        sums.deallocate()
     }
 }

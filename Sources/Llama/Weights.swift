@@ -95,14 +95,6 @@ public final class LlamaWeights: @unchecked Sendable {
             }
             return (DenseMatrix(rows: total, cols: cols, data: p), parts)
         }
-        /// Decode layout: Q4_1 / Q8_0 rows read with float activations (`q4_1x` / `q8_0x`).
-        func decodeLayout(_ m: QMatrix) -> QMatrix {
-            switch m.format {
-            case .q4_1: return QMatrix(format: .q4_1x, rows: m.rows, cols: m.cols, data: m.data)
-            case .q8_0: return QMatrix(format: .q8_0x, rows: m.rows, cols: m.cols, data: m.data)
-            default: return m
-            }
-        }
         func quantised(_ t: GGUFTensorInfo, dense: UnsafePointer<Float>?) throws -> QMatrix {
             if let dense, [.f32, .f16, .bf16].contains(t.type) {
                 return QMatrix(format: .f32, rows: t.rows, cols: t.columns, data: UnsafeRawPointer(dense))
@@ -143,9 +135,9 @@ public final class LlamaWeights: @unchecked Sendable {
         for (l, t) in plan.enumerated() {
             func dm(_ i: Int) throws -> (DenseMatrix, QMatrix) {
                 let p = try floats(t[i])
-                return (DenseMatrix(rows: t[i].rows, cols: t[i].columns, data: p), decodeLayout(try quantised(t[i], dense: p)))
+                return (DenseMatrix(rows: t[i].rows, cols: t[i].columns, data: p), try quantised(t[i], dense: p))
             }
-            func q(_ i: Int, _ d: DenseMatrix) throws -> QMatrix { decodeLayout(try quantised(t[i], dense: d.data)) }
+            func q(_ i: Int, _ d: DenseMatrix) throws -> QMatrix { try quantised(t[i], dense: d.data) }
             let (wqkv, qkvParts) = try stacked([t[1], t[2], t[3]])
             let (wq, wk, wv) = (qkvParts[0], qkvParts[1], qkvParts[2])
             let (qq, qk, qv) = (try q(1, wq), try q(2, wk), try q(3, wv))
@@ -161,10 +153,8 @@ public final class LlamaWeights: @unchecked Sendable {
         }
         self.layers = layers
         self.outputNorm = try floats(normInfo)
-        // The output head keeps float activations: int8 activations there moved logits by up to 0.3,
-        // enough to flip near-ties in the first token (measured against a float64 reference).
         let out = try quantised(outInfo, dense: nil)
-        self.output = decodeLayout(out)
+        self.output = out
         self.owned = owned
         self.residentBytes = resident
         progress?(1)
