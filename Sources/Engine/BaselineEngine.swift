@@ -40,13 +40,12 @@ public final class BaselineEngine: InferenceEngine {
         stats.promptTokens = prompt.count
         stats.computedFresh = prompt.count
         stats.prefillSeconds = EngineCore.seconds(t0, EngineCore.now())
-        let promptCache = request.teacherForce != nil || request.collectLogits ? cache.copy() : nil
         let d = core.decode(from: logits, cache: cache, request: request, start: start, cancel: cancel, onEvent: onEvent)
         stats.ttftSeconds = d.ttft
         stats.decodeSeconds = d.decodeSeconds
         stats.generatedTokens = d.tokens.count + (d.endedWithEOG ? 1 : 0)
         stats.kvBytesLive = cache.bytes
-        let result = core.result(d, stats: stats, request: request, promptCache: promptCache)
+        let result = core.result(d, stats: stats, request: request, cache: cache, promptCount: prompt.count)
         cumulative.accumulate(stats)
         onEvent(.finished(stats))
         return result

@@ -79,20 +79,23 @@ final class EngineCore {
     /// The result, with teacher-forced logits when asked: `collectLogits` scores the engine's own
     /// answer (and its stop token), `teacherForce` a given continuation. Both go through the batched
     /// path from a copy of the prompt cache, so two engines' logits differ only by their prompt KV.
-    func result(_ d: Decoded, stats: RequestStats, request: EngineRequest, promptCache: KVState?) -> GenerationResult {
+    /// `cache` holds the prompt in its first `promptCount` slots (decode only appended after them);
+    /// scoring works on top of them and leaves the cache truncated to the prompt.
+    func result(_ d: Decoded, stats: RequestStats, request: EngineRequest, cache: KVState, promptCount: Int) -> GenerationResult {
         var r = GenerationResult(tokens: d.tokens, text: d.text, stats: stats, firstTokenLogits: d.firstLogits)
         r.stopToken = d.stopToken
-        guard let promptCache else { return r }
         if request.collectLogits {
-            let own = d.tokens + (d.stopToken.map { [$0] } ?? [])
-            let cache = request.teacherForce != nil ? promptCache.copy() : promptCache
-            r.stepLogits = score(own, after: d.firstLogits, cache: cache)
+            cache.truncate(to: promptCount)
+            r.stepLogits = score(d.tokens + (d.stopToken.map { [$0] } ?? []), after: d.firstLogits, cache: cache)
         }
-        if let tf = request.teacherForce { r.teacherLogits = score(tf, after: d.firstLogits, cache: promptCache) }
+        if let tf = request.teacherForce {
+            cache.truncate(to: promptCount)
+            r.teacherLogits = score(tf, after: d.firstLogits, cache: cache)
+        }
         return r
     }
 
-    /// Teacher-forced logits of `continuation` after the prompt held in `cache` (which is consumed).
+    /// Teacher-forced logits of `continuation` after the prompt held in `cache` (appended to it).
     func score(_ continuation: [Int32], after firstLogits: [Float], cache: KVState) -> [[Float]] {
         guard !continuation.isEmpty else { return [] }
         var out = [firstLogits]

@@ -202,12 +202,11 @@ public final class ReuseEngine: InferenceEngine {
         stats.computedFresh = prompt.count - prefix - candidates.count
 
         // ---- decode ----
-        let promptCache = request.teacherForce != nil || request.collectLogits ? work.copy() : nil
         let d = core.decode(from: logits, cache: work, request: request, start: start, cancel: cancel, onEvent: onEvent)
         stats.ttftSeconds = d.ttft
         stats.decodeSeconds = d.decodeSeconds
         stats.generatedTokens = d.tokens.count + (d.endedWithEOG ? 1 : 0)
-        var result = core.result(d, stats: stats, request: request, promptCache: promptCache)
+        var result = core.result(d, stats: stats, request: request, cache: work, promptCount: prompt.count)
 
         // ---- after the answer: encode it for the next turn, store chunks and segments ----
         // The answer's decode-time KV came from the matrix-vector path; a batch prefill computes it

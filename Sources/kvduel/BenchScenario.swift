@@ -21,6 +21,8 @@ struct BenchScenario: ParsableCommand {
     var recompute: String = "\(ReuseEngine.Options().recomputeRatio)"
     @Option(help: "RAM budget of the KV store, MiB.") var cacheMB: Int = 512
     @Option(help: "Stored KV encoding: int8, f16 or f32.") var kvEncoding: String = "int8"
+    @Option(help: "Layers whose K/V deviation chooses the tokens to recompute, comma-separated.")
+    var checkLayers: String = ReuseEngine.Options().checkLayers.map(String.init).joined(separator: ",")
     @Option(help: "Worker threads (each engine gets all of them, in turn).")
     var threads = ProcessInfo.processInfo.activeProcessorCount
     @Option(help: "Override the scenario's max_tokens.") var maxTokens: Int?
@@ -59,7 +61,7 @@ struct BenchScenario: ParsableCommand {
             }
             return r
         }
-        for r in ratios { _ = try CacheOptions.engineOptions(recompute: r, cacheMB: cacheMB, kvEncoding: kvEncoding, diskDirectory: nil) }
+        for r in ratios { _ = try CacheOptions.engineOptions(recompute: r, cacheMB: cacheMB, kvEncoding: kvEncoding, checkLayers: checkLayers, diskDirectory: nil) }
         let model = try modelOptions.load()
         let tokenizer = try loadTokenizer(model.file)
         let builder = ChatPromptBuilder(tokenizer: tokenizer)
@@ -88,7 +90,7 @@ struct BenchScenario: ParsableCommand {
 
         var sweeps: [(Double, [TurnResult])] = []
         for ratio in ratios {
-            let opts = try CacheOptions.engineOptions(recompute: ratio, cacheMB: cacheMB, kvEncoding: kvEncoding, diskDirectory: nil)
+            let opts = try CacheOptions.engineOptions(recompute: ratio, cacheMB: cacheMB, kvEncoding: kvEncoding, checkLayers: checkLayers, diskDirectory: nil)
             let cached = try ReuseEngine(model: model, tokenizer: tokenizer, threads: threads, options: opts)
             var results: [TurnResult] = []
             for (i, base) in baseResults.enumerated() {
@@ -155,6 +157,7 @@ struct BenchScenario: ParsableCommand {
                 "machine : \(m.description), \(m.cpus) CPUs",
                 "model   : \(model.config.name) (\(modelOptions.resolvedPath))",
                 "schedule: alternate — each engine gets all \(threads) threads, one after the other; greedy; max \(maxTok) tokens; same prompt tokens",
+                "cached  : check layers \(checkLayers); each reused segment's first 4 tokens always recomputed",
                 "store   : \(kvEncoding) (\(KVEncoding(name: kvEncoding)?.bytesPerToken(layers: model.config.layers, kvDim: model.config.kvDim) ?? 0) bytes/token), \(cacheMB) MiB RAM; history from the baseline's answers"]
     }
 

@@ -13,12 +13,16 @@ struct CacheOptions: ParsableArguments {
     var cacheMB: Int = 512
     @Option(help: "Stored KV encoding: int8, f16 or f32.")
     var kvEncoding: String = "int8"
+    @Option(help: "Layers whose K/V deviation chooses the tokens to recompute, comma-separated.")
+    var checkLayers: String = ReuseEngine.Options().checkLayers.map(String.init).joined(separator: ",")
 
     func engineOptions(diskDirectory: String?) throws -> ReuseEngine.Options {
-        try Self.engineOptions(recompute: recompute, cacheMB: cacheMB, kvEncoding: kvEncoding, diskDirectory: diskDirectory)
+        try Self.engineOptions(recompute: recompute, cacheMB: cacheMB, kvEncoding: kvEncoding,
+                               checkLayers: checkLayers, diskDirectory: diskDirectory)
     }
 
-    static func engineOptions(recompute: Double, cacheMB: Int, kvEncoding: String, diskDirectory: String?) throws -> ReuseEngine.Options {
+    static func engineOptions(recompute: Double, cacheMB: Int, kvEncoding: String, checkLayers: String = "1,2,3",
+                              diskDirectory: String?) throws -> ReuseEngine.Options {
         guard (0...1).contains(recompute) else { throw CLIError("--recompute must be between 0 and 1, got \(recompute)") }
         guard cacheMB > 0 else { throw CLIError("--cache-mb must be positive") }
         guard let enc = KVEncoding(name: kvEncoding) else { throw CLIError("--kv-encoding must be int8, f16 or f32, got '\(kvEncoding)'") }
@@ -27,6 +31,11 @@ struct CacheOptions: ParsableArguments {
         o.ramBytes = cacheMB << 20
         o.encoding = enc
         o.diskDirectory = diskDirectory
+        let layers = checkLayers.split(separator: ",").map { Int($0.trimmingCharacters(in: .whitespaces)) }
+        guard !layers.isEmpty, layers.allSatisfy({ ($0 ?? -1) >= 1 }) else {
+            throw CLIError("--check-layers takes layer indices ≥ 1, comma-separated, got '\(checkLayers)'")
+        }
+        o.checkLayers = layers.compactMap { $0 }
         return o
     }
 }
