@@ -15,7 +15,7 @@ import Tokenizer
 public final class ReuseEngine: InferenceEngine {
     public struct Options: Sendable {
         /// Share of reused-segment tokens recomputed (CacheBlend). 0 = none, 1 = all.
-        public var recomputeRatio = 0.15
+        public var recomputeRatio = 0.10
         /// Layers whose K/V deviation chooses the tokens to recompute.
         public var checkLayers = [1, 2, 3]
         /// The first tokens of every reused segment are always recomputed.
