@@ -142,7 +142,10 @@ public final class DiskTier: @unchecked Sendable {
         case rejected(DiskRejection)
     }
 
-    private func read(path: String, key: CacheKey) -> Result<EncodedKV, ReadFailure> {
+    /// Opens an entry file, reads and checks its header, and hands the open descriptor on.
+    private func openEntry<T>(path: String, key: CacheKey,
+                              _ then: (Int32, [UInt8], DiskFormat.Header, Int, stat) -> Result<T, ReadFailure>)
+        -> Result<T, ReadFailure> {
         let fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW)
         if fd < 0 {
             let e = errno
@@ -155,26 +158,29 @@ public final class DiskTier: @unchecked Sendable {
         guard (st.st_mode & S_IFMT) == S_IFREG else { return .failure(.rejected(.notRegularFile)) }
         let size = Int(st.st_size)
         var header = [UInt8](repeating: 0, count: DiskFormat.headerSize)
-        if size >= DiskFormat.headerSize {
-            guard Self.preadFully(fd, &header, count: DiskFormat.headerSize, offset: 0) else {
-                return .failure(.rejected(.truncated))
-            }
-        }
-        let h: DiskFormat.Header
-        switch DiskFormat.parse(header, fileSize: size, expectedKey: key, fingerprint: fingerprint, shape: shape) {
-        case let .success(v): h = v
-        case let .failure(r): return .failure(.rejected(r))
-        }
-        var body = [UInt8](repeating: 0, count: h.bodyLength)
-        guard Self.preadFully(fd, &body, count: h.bodyLength, offset: DiskFormat.headerSize) else {
+        if size >= DiskFormat.headerSize,
+           !Self.preadFully(fd, &header, count: DiskFormat.headerSize, offset: 0) {
             return .failure(.rejected(.truncated))
         }
-        guard DiskFormat.checksum(header: header, body: body) == h.checksum else {
-            return .failure(.rejected(.checksumMismatch))
+        switch DiskFormat.parse(header, fileSize: size, expectedKey: key, fingerprint: fingerprint, shape: shape) {
+        case let .success(h): return then(fd, header, h, size, st)
+        case let .failure(r): return .failure(.rejected(r))
         }
-        guard let value = EncodedKV(encoding: h.encoding, layers: h.layers, tokenCount: h.tokenCount,
-                                    kvDim: h.kvDim, body: body) else { return .failure(.rejected(.badHeader)) }
-        return .success(value)
+    }
+
+    private func read(path: String, key: CacheKey) -> Result<EncodedKV, ReadFailure> {
+        openEntry(path: path, key: key) { fd, header, h, _, _ in
+            var body = [UInt8](repeating: 0, count: h.bodyLength)
+            guard Self.preadFully(fd, &body, count: h.bodyLength, offset: DiskFormat.headerSize) else {
+                return .failure(.rejected(.truncated))
+            }
+            guard DiskFormat.checksum(header: header, body: body) == h.checksum else {
+                return .failure(.rejected(.checksumMismatch))
+            }
+            guard let value = EncodedKV(encoding: h.encoding, layers: h.layers, tokenCount: h.tokenCount,
+                                        kvDim: h.kvDim, body: body) else { return .failure(.rejected(.badHeader)) }
+            return .success(value)
+        }
     }
 
     // MARK: put
@@ -334,26 +340,7 @@ public final class DiskTier: @unchecked Sendable {
 
     private func readHeader(path: String, key: CacheKey)
         -> Result<(DiskFormat.Header, Int, timespec), ReadFailure> {
-        let fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW)
-        if fd < 0 {
-            let e = errno
-            if e == ENOENT { return .failure(.gone) }
-            return .failure(.rejected(e == ELOOP ? .notRegularFile : .unreadable))
-        }
-        defer { close(fd) }
-        var st = stat()
-        guard fstat(fd, &st) == 0 else { return .failure(.rejected(.unreadable)) }
-        guard (st.st_mode & S_IFMT) == S_IFREG else { return .failure(.rejected(.notRegularFile)) }
-        let size = Int(st.st_size)
-        var header = [UInt8](repeating: 0, count: DiskFormat.headerSize)
-        if size >= DiskFormat.headerSize,
-           !Self.preadFully(fd, &header, count: DiskFormat.headerSize, offset: 0) {
-            return .failure(.rejected(.truncated))
-        }
-        switch DiskFormat.parse(header, fileSize: size, expectedKey: key, fingerprint: fingerprint, shape: shape) {
-        case let .success(h): return .success((h, size, Self.mtime(st)))
-        case let .failure(r): return .failure(.rejected(r))
-        }
+        openEntry(path: path, key: key) { _, _, h, size, st in .success((h, size, Self.mtime(st))) }
     }
 
     // MARK: POSIX helpers

@@ -1,5 +1,6 @@
 import Foundation
 import GGUF
+import Llama
 
 /// Writes GGUF v3 files for tests: metadata of every type and tensors in F32, F16, Q8_0 or Q4_1.
 public struct GGUFWriter {
@@ -165,16 +166,11 @@ public enum TinyModel {
     }
 }
 
+/// Seeded randomness for tests (the project's SplitMix64).
 public struct TestRNG {
-    var state: UInt64
-    public init(seed: UInt64) { state = seed }
-    public mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
+    var rng: SplitMix64
+    public init(seed: UInt64) { rng = SplitMix64(seed: seed) }
+    public mutating func next() -> UInt64 { rng.next() }
     public mutating func uniform() -> Float { Float(next() >> 40) / Float(1 << 24) }
     public mutating func below(_ n: Int) -> Int { Int(next() % UInt64(n)) }
 }
