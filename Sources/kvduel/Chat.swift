@@ -62,8 +62,7 @@ struct Chat: ParsableCommand {
         }
 
         // Everything that can fail with a one-line message fails before the screen opens.
-        let path = modelOptions.resolvedPath
-        guard FileManager.default.fileExists(atPath: path) else { _ = try modelOptions.load(); return }
+        let path = try modelOptions.existingPath()
         let file: GGUFFile
         let tokenizer: Tokenizer
         let llamaConfig: LlamaConfig

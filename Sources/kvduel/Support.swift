@@ -61,7 +61,8 @@ struct ModelOptions: ParsableArguments {
 
     var resolvedPath: String { model ?? Self.defaultModelPath }
 
-    func load(progress: ((Double) -> Void)? = nil) throws -> LlamaModel {
+    /// The model's path, or a one-line error saying how to get it.
+    func existingPath() throws -> String {
         let path = resolvedPath
         guard FileManager.default.fileExists(atPath: path) else {
             if model == nil {
@@ -69,6 +70,11 @@ struct ModelOptions: ParsableArguments {
             }
             throw CLIError("model file not found: \(path)")
         }
+        return path
+    }
+
+    func load(progress: ((Double) -> Void)? = nil) throws -> LlamaModel {
+        let path = try existingPath()
         do { return try LlamaModel(path: path, progress: progress) } catch { throw CLIError("\(path): \(error)") }
     }
 }
