@@ -6,20 +6,6 @@
 #define KV_AVX2 1
 #endif
 
-static inline float f16_to_f32(const uint8_t *p) {
-    uint16_t h; memcpy(&h, p, 2);
-#ifdef KV_AVX2
-    return _cvtsh_ss(h);
-#else
-    uint32_t sign = (uint32_t)(h & 0x8000) << 16, exp = (h >> 10) & 0x1f, man = h & 0x3ff, bits;
-    if (exp == 0) {
-        if (man == 0) bits = sign;
-        else { exp = 127 - 15 + 1; while (!(man & 0x400)) { man <<= 1; exp--; } man &= 0x3ff; bits = sign | (exp << 23) | (man << 13); }
-    } else if (exp == 31) bits = sign | 0x7f800000 | (man << 13);
-    else bits = sign | ((exp + 127 - 15) << 23) | (man << 13);
-    float f; memcpy(&f, &bits, 4); return f;
-#endif
-}
 
 #ifdef KV_AVX2
 static inline float hsum8(__m256 v) {
@@ -50,91 +36,6 @@ static inline __m256 exp8(__m256 x) {
 
 
 
-
-void kv_gemv_q8_0_f32(const uint8_t *w, size_t row_bytes, int row0, int row1, int nb, const float *x, float *out) {
-    for (int r = row0; r < row1; r++) {
-        const uint8_t *row = w + (size_t)r * row_bytes;
-#ifdef KV_AVX2
-        __m256 acc = _mm256_setzero_ps();
-        for (int b = 0; b < nb; b++) {
-            const uint8_t *blk = row + b * 34;
-            const float *xb = x + b * 32;
-            __m128i q0 = _mm_loadu_si128((const __m128i *)(blk + 2)), q1 = _mm_loadu_si128((const __m128i *)(blk + 18));
-            __m256 w0 = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(q0));
-            __m256 w1 = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(q0, 8)));
-            __m256 w2 = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(q1));
-            __m256 w3 = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(q1, 8)));
-            __m256 s = _mm256_mul_ps(w0, _mm256_loadu_ps(xb));
-            s = _mm256_fmadd_ps(w1, _mm256_loadu_ps(xb + 8), s);
-            s = _mm256_fmadd_ps(w2, _mm256_loadu_ps(xb + 16), s);
-            s = _mm256_fmadd_ps(w3, _mm256_loadu_ps(xb + 24), s);
-            acc = _mm256_fmadd_ps(_mm256_set1_ps(f16_to_f32(blk)), s, acc);
-        }
-        out[r] = hsum8(acc);
-#else
-        float acc = 0;
-        for (int b = 0; b < nb; b++) {
-            const uint8_t *blk = row + b * 34;
-            const int8_t *q = (const int8_t *)(blk + 2);
-            float s = 0;
-            for (int j = 0; j < 32; j++) s += q[j] * x[b * 32 + j];
-            acc += f16_to_f32(blk) * s;
-        }
-        out[r] = acc;
-#endif
-    }
-}
-
-void kv_block_sums(const float *x, int n, float *xsum) {
-    for (int b = 0; b < n / 32; b++) {
-        float s = 0;
-        for (int j = 0; j < 32; j++) s += x[b * 32 + j];
-        xsum[b] = s;
-    }
-}
-
-void kv_gemv_q4_1_f32(const uint8_t *w, size_t row_bytes, int row0, int row1, int nb,
-                      const float *x, const float *xsum, float *out) {
-    for (int r = row0; r < row1; r++) {
-        const uint8_t *row = w + (size_t)r * row_bytes;
-#ifdef KV_AVX2
-        if (r + 2 < row1) {
-            const uint8_t *next = row + 2 * row_bytes;
-            for (size_t o = 0; o < row_bytes; o += 64) _mm_prefetch((const char *)(next + o), _MM_HINT_T0);
-        }
-        __m256 acc = _mm256_setzero_ps();
-        float accm = 0;
-        const __m128i low = _mm_set1_epi8(0x0f);
-        for (int b = 0; b < nb; b++) {
-            const uint8_t *blk = row + b * 20;
-            const float *xb = x + b * 32;
-            __m128i raw = _mm_loadu_si128((const __m128i *)(blk + 4));
-            __m128i lo = _mm_and_si128(raw, low), hi = _mm_and_si128(_mm_srli_epi16(raw, 4), low);
-            __m256 w0 = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(lo));
-            __m256 w1 = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_srli_si128(lo, 8)));
-            __m256 w2 = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(hi));
-            __m256 w3 = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_srli_si128(hi, 8)));
-            __m256 sacc = _mm256_mul_ps(w0, _mm256_loadu_ps(xb));
-            sacc = _mm256_fmadd_ps(w1, _mm256_loadu_ps(xb + 8), sacc);
-            sacc = _mm256_fmadd_ps(w2, _mm256_loadu_ps(xb + 16), sacc);
-            sacc = _mm256_fmadd_ps(w3, _mm256_loadu_ps(xb + 24), sacc);
-            acc = _mm256_fmadd_ps(_mm256_set1_ps(f16_to_f32(blk)), sacc, acc);
-            accm += f16_to_f32(blk + 2) * xsum[b];
-        }
-        out[r] = hsum8(acc) + accm;
-#else
-        float acc = 0;
-        for (int b = 0; b < nb; b++) {
-            const uint8_t *blk = row + b * 20, *q = blk + 4;
-            const float *xb = x + b * 32;
-            float s = 0;
-            for (int j = 0; j < 16; j++) s += (float)(q[j] & 0x0f) * xb[j] + (float)(q[j] >> 4) * xb[j + 16];
-            acc += f16_to_f32(blk) * s + f16_to_f32(blk + 2) * xsum[b];
-        }
-        out[r] = acc;
-#endif
-    }
-}
 
 void kv_silu_mul(float *g, const float *u, size_t n) {
     size_t i = 0;
@@ -196,4 +97,131 @@ void kv_rmsnorm(const float *x, const float *w, float *y, int n, float eps) {
     for (int i = 0; i < n; i++) ss += (double)x[i] * x[i];
     const float scale = 1.0f / sqrtf((float)(ss / n) + eps);
     for (int i = 0; i < n; i++) y[i] = x[i] * scale * w[i];
+}
+
+// Attention of several query heads that share one K/V head, over cache slots: scores, softmax,
+// weighted sum of values. Query i sees slots [0, n[i]) except those after its position.
+//
+// The arithmetic for a (query, key) pair does not depend on the other queries, on n or on the
+// blocking: each score is its own lanes of a fixed reduction tree, and values are summed in slot
+// order (partial sums pass through memory between key chunks, which is exact). So a token's
+// attention output is the same whether it is prefilled in any batch or decoded.
+#define KV_KEY_CHUNK 64    // keys per pass: a chunk of K or V (for one head) stays in L1
+
+#ifdef KV_AVX2
+// Per key: ((l0+l1)+(l2+l3)) + ((l4+l5)+(l6+l7)) of its accumulator, for 4 keys at once.
+static inline __m128 reduce4(__m256 a0, __m256 a1, __m256 a2, __m256 a3) {
+    const __m256 t = _mm256_hadd_ps(_mm256_hadd_ps(a0, a1), _mm256_hadd_ps(a2, a3));
+    return _mm_add_ps(_mm256_castps256_ps128(t), _mm256_extractf128_ps(t, 1));
+}
+#endif
+
+// Scores of two query heads (q0 at qpos0 seeing n0 slots, q1 likewise) for keys [j0, j1);
+// `last` is the last valid slot (keys past it are read clamped and never stored).
+static void scores_chunk2(const float *q0, const float *q1, const float *K, size_t ld, const int32_t *slot_pos,
+                          int j0, int j1, int last, int32_t qpos0, int32_t qpos1, int n0, int n1, float scale, int dh,
+                          float *s0, float *s1) {
+#ifdef KV_AVX2
+    const __m128 vs = _mm_set1_ps(scale);
+    for (; j0 < j1; j0 += 4) {
+        const float *k0 = K + (size_t)(j0 < last ? j0 : last) * ld, *k1 = K + (size_t)(j0 + 1 < last ? j0 + 1 : last) * ld;
+        const float *k2 = K + (size_t)(j0 + 2 < last ? j0 + 2 : last) * ld, *k3 = K + (size_t)(j0 + 3 < last ? j0 + 3 : last) * ld;
+        __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0, b0 = a0, b1 = a0, b2 = a0, b3 = a0;
+        for (int d = 0; d < dh; d += 8) {
+            const __m256 x0 = _mm256_loadu_ps(q0 + d), x1 = _mm256_loadu_ps(q1 + d);
+            __m256 kk = _mm256_loadu_ps(k0 + d); a0 = _mm256_fmadd_ps(x0, kk, a0); b0 = _mm256_fmadd_ps(x1, kk, b0);
+            kk = _mm256_loadu_ps(k1 + d); a1 = _mm256_fmadd_ps(x0, kk, a1); b1 = _mm256_fmadd_ps(x1, kk, b1);
+            kk = _mm256_loadu_ps(k2 + d); a2 = _mm256_fmadd_ps(x0, kk, a2); b2 = _mm256_fmadd_ps(x1, kk, b2);
+            kk = _mm256_loadu_ps(k3 + d); a3 = _mm256_fmadd_ps(x0, kk, a3); b3 = _mm256_fmadd_ps(x1, kk, b3);
+        }
+        float t0[4], t1[4];
+        _mm_storeu_ps(t0, _mm_mul_ps(reduce4(a0, a1, a2, a3), vs));
+        _mm_storeu_ps(t1, _mm_mul_ps(reduce4(b0, b1, b2, b3), vs));
+        for (int i = 0; i < 4; i++) {
+            const int j = j0 + i;
+            if (j < n0) s0[j] = slot_pos[j] <= qpos0 ? t0[i] : -INFINITY;
+            if (j < n1) s1[j] = slot_pos[j] <= qpos1 ? t1[i] : -INFINITY;
+        }
+    }
+#else
+    (void)last;
+    for (int j = j0; j < j1; j++) {
+        const float *kj = K + (size_t)j * ld;
+        float a = 0, b = 0;
+        for (int d = 0; d < dh; d++) { a += q0[d] * kj[d]; b += q1[d] * kj[d]; }
+        if (j < n0) s0[j] = slot_pos[j] <= qpos0 ? a * scale : -INFINITY;
+        if (j < n1) s1[j] = slot_pos[j] <= qpos1 ? b * scale : -INFINITY;
+    }
+#endif
+}
+
+// o0[d0 .. d0+w) += Σ_{j < n0, j in [j0, j1)} p0_j · V_j, and the same for the second query head,
+// in slot order.
+static void values_chunk2(const float *p0, const float *p1, int n0, int n1, const float *V, size_t ld, int j0, int j1,
+                          int d0, int w, float *o0, float *o1) {
+#ifdef KV_AVX2
+    if (w % 32 == 0) {
+        for (int e = d0; e < d0 + w; e += 32) {
+            __m256 a0 = _mm256_loadu_ps(o0 + e), a1 = _mm256_loadu_ps(o0 + e + 8), a2 = _mm256_loadu_ps(o0 + e + 16), a3 = _mm256_loadu_ps(o0 + e + 24);
+            __m256 b0 = _mm256_loadu_ps(o1 + e), b1 = _mm256_loadu_ps(o1 + e + 8), b2 = _mm256_loadu_ps(o1 + e + 16), b3 = _mm256_loadu_ps(o1 + e + 24);
+            for (int j = j0; j < j1; j++) {
+                const float *vj = V + (size_t)j * ld + e;
+                const __m256 v0 = _mm256_loadu_ps(vj), v1 = _mm256_loadu_ps(vj + 8), v2 = _mm256_loadu_ps(vj + 16), v3 = _mm256_loadu_ps(vj + 24);
+                if (j < n0) {
+                    const __m256 p = _mm256_set1_ps(p0[j]);
+                    a0 = _mm256_fmadd_ps(p, v0, a0); a1 = _mm256_fmadd_ps(p, v1, a1);
+                    a2 = _mm256_fmadd_ps(p, v2, a2); a3 = _mm256_fmadd_ps(p, v3, a3);
+                }
+                if (j < n1) {
+                    const __m256 p = _mm256_set1_ps(p1[j]);
+                    b0 = _mm256_fmadd_ps(p, v0, b0); b1 = _mm256_fmadd_ps(p, v1, b1);
+                    b2 = _mm256_fmadd_ps(p, v2, b2); b3 = _mm256_fmadd_ps(p, v3, b3);
+                }
+            }
+            _mm256_storeu_ps(o0 + e, a0); _mm256_storeu_ps(o0 + e + 8, a1); _mm256_storeu_ps(o0 + e + 16, a2); _mm256_storeu_ps(o0 + e + 24, a3);
+            _mm256_storeu_ps(o1 + e, b0); _mm256_storeu_ps(o1 + e + 8, b1); _mm256_storeu_ps(o1 + e + 16, b2); _mm256_storeu_ps(o1 + e + 24, b3);
+        }
+        return;
+    }
+#endif
+    for (int j = j0; j < j1; j++) {
+        const float *vj = V + (size_t)j * ld;
+        for (int d = d0; d < d0 + w; d++) {
+            if (j < n0) o0[d] = fmaf(p0[j], vj[d], o0[d]);
+            if (j < n1) o1[d] = fmaf(p1[j], vj[d], o1[d]);
+        }
+    }
+}
+
+void kv_attend(int nq, const float *const *q, const int32_t *qpos, const int32_t *n, const float *K, const float *V,
+               size_t ld, const int32_t *slot_pos, float scale, int dh, float *scores, size_t ld_scores,
+               float *const *out) {
+    // Query heads go in pairs (an odd one pairs with itself; its twin's results are discarded).
+    int nmax = 0;
+    for (int i = 0; i < nq; i++) nmax = n[i] > nmax ? n[i] : nmax;
+    if (nmax == 0) { for (int i = 0; i < nq; i++) for (int d = 0; d < dh; d++) out[i][d] = 0; return; }
+    for (int j0 = 0; j0 < nmax; j0 += KV_KEY_CHUNK)
+        for (int i = 0; i < nq; i += 2) {
+            const int i1 = i + 1 < nq ? i + 1 : i;
+            const int m = n[i] > n[i1] ? n[i] : n[i1];
+            const int j1 = j0 + KV_KEY_CHUNK < m ? j0 + KV_KEY_CHUNK : m;
+            if (j0 < j1)
+                scores_chunk2(q[i], q[i1], K, ld, slot_pos, j0, j1, nmax - 1, qpos[i], qpos[i1], n[i], i1 == i ? 0 : n[i1],
+                              scale, dh, scores + (size_t)i * ld_scores, scores + (size_t)i1 * ld_scores);
+        }
+    for (int i = 0; i < nq; i++) {
+        kv_softmax(scores + (size_t)i * ld_scores, n[i]);
+        for (int d = 0; d < dh; d++) out[i][d] = 0;
+    }
+    float twin[512];   // the odd query head's discarded twin (dh ≤ 512)
+    for (int d = 0; d < dh && d < 512; d++) twin[d] = 0;
+    for (int j0 = 0; j0 < nmax; j0 += KV_KEY_CHUNK)
+        for (int i = 0; i < nq; i += 2) {
+            const int i1 = i + 1 < nq ? i + 1 : i;
+            const int m = n[i] > n[i1] ? n[i] : n[i1];
+            const int j1 = j0 + KV_KEY_CHUNK < m ? j0 + KV_KEY_CHUNK : m;
+            if (j0 < j1)
+                values_chunk2(scores + (size_t)i * ld_scores, scores + (size_t)i1 * ld_scores, n[i], i1 == i ? 0 : n[i1],
+                              V, ld, j0, j1, 0, dh, out[i], i1 == i ? twin : out[i1]);
+        }
 }

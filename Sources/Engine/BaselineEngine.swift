@@ -32,7 +32,7 @@ public final class BaselineEngine: InferenceEngine {
             let last = done + n == prompt.count
             logits = core.ctx.forward(tokens: Array(prompt[done..<(done + n)]),
                                       positions: (done..<(done + n)).map { Int32($0) },
-                                      cache: cache, logits: last ? .last : .none, path: .batched)
+                                      cache: cache, logits: last ? .last : .none)
             done += n
             onEvent(.prefillProgress(done: done, total: prompt.count))
         }

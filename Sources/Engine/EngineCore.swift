@@ -103,7 +103,7 @@ final class EngineCore {
             let n = cache.count
             let toks = Array(continuation.dropLast())
             let all = ctx.forward(tokens: toks, positions: (0..<toks.count).map { Int32(n + $0) }, cache: cache,
-                                  logits: .all, path: .batched)
+                                  logits: .all)
             let V = model.config.vocabSize
             for i in 0..<toks.count { out.append(Array(all[(i * V)..<((i + 1) * V)])) }
         }

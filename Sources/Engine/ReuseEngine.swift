@@ -181,7 +181,7 @@ public final class ReuseEngine: InferenceEngine {
             let candidateSet = Set(candidates)
             let fresh = rows.indices.filter { !candidateSet.contains($0) }.map { rows[$0] }
             logits = core.ctx.forward(tokens: fresh.map { prompt[$0] }, positions: fresh.map { Int32($0) },
-                                      cache: work, slots: fresh, path: .batched)
+                                      cache: work, slots: fresh)
         } else {
             let keep = Int((options.recomputeRatio * Double(candidates.count)).rounded())
             // Check layers must leave later layers to skip work in (a shallow model may have none).
@@ -189,7 +189,7 @@ public final class ReuseEngine: InferenceEngine {
             let plan = LlamaContext.BlendPlan(candidates: candidates, checkLayers: checks,
                                               keep: keep, alwaysKeep: segmentHeads)
             logits = core.ctx.forward(tokens: rows.map { prompt[$0] }, positions: rows.map { Int32($0) },
-                                      cache: work, slots: rows, path: .batched, blend: plan, recomputed: &recomputed)
+                                      cache: work, slots: rows, blend: plan, recomputed: &recomputed)
             stats.checkedTokens = candidates.count
         }
         onEvent(.prefillProgress(done: prompt.count, total: prompt.count))
@@ -219,7 +219,7 @@ public final class ReuseEngine: InferenceEngine {
         let encoded = cancel?.isCancelled != true
         if encoded && !tail.isEmpty {
             core.ctx.forward(tokens: tail, positions: (0..<tail.count).map { Int32(prompt.count + $0) },
-                             cache: work, logits: .none, path: .batched)
+                             cache: work, logits: .none)
         }
         live = work
         liveExact = firstApproximate == prompt.count ? work.count : firstApproximate
@@ -258,7 +258,7 @@ public final class ReuseEngine: InferenceEngine {
             let n = min(512, rows.count - i)
             let part = Array(rows[i..<(i + n)])
             logits = core.ctx.forward(tokens: part.map { prompt[$0] }, positions: part.map { Int32($0) },
-                                      cache: cache, slots: part, logits: i + n == rows.count ? .last : .none, path: .batched)
+                                      cache: cache, slots: part, logits: i + n == rows.count ? .last : .none)
             i += n
             onEvent(.prefillProgress(done: part.last! + 1, total: prompt.count))
         }

@@ -50,7 +50,7 @@ public struct LlamaConfig: Sendable, Hashable {
             throw GGUFError.unsupportedModel("head counts \(heads)/\(kvHeads) do not divide width \(dim)")
         }
         headDim = gguf.int("\(arch).attention.key_length") ?? dim / heads
-        guard headDim * heads == dim, headDim % 2 == 0 else {
+        guard headDim * heads == dim, headDim % 8 == 0, headDim <= 512 else {
             throw GGUFError.unsupportedModel("head size \(headDim) does not fit width \(dim)")
         }
         vocabSize = gguf.int("\(arch).vocab_size") ?? gguf.strings("tokenizer.ggml.tokens")?.count ?? 0

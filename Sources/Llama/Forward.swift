@@ -1,4 +1,5 @@
 import CBLAS
+import CKernels
 import Foundation
 
 /// Runs the model for one engine: holds its thread budget. The model (weights) is shared.
@@ -16,6 +17,10 @@ public final class LlamaContext: @unchecked Sendable {
         return poolStorage!
     }
 
+    /// Activations enter every matrix product as int8 per block of 32, as in llama.cpp. With
+    /// `preciseActivations`, a second int8 pass over the rounding residual gives about 15 bits
+    /// (close to float32 results, at about half the speed).
+    public var preciseActivations = false
     public init(model: LlamaModel, threads: Int) {
         self.model = model
         self.threads = max(1, threads)
@@ -25,10 +30,6 @@ public final class LlamaContext: @unchecked Sendable {
 
     public enum LogitRows: Sendable { case none, last, all }
 
-    /// How one-token batches are computed. `.automatic` runs a single token through the decode
-    /// path (matrix-vector over the quantised blocks); `.batched` always uses the prefill path (float32
-    /// sgemm), so a prompt token gets the same numbers however the prompt was split.
-    public enum Path: Sendable { case automatic, batched }
 
     /// CacheBlend's selective recompute, folded into one forward pass.
     ///
@@ -60,7 +61,7 @@ public final class LlamaContext: @unchecked Sendable {
     /// that ran to the end, in batch order).
     @discardableResult
     public func forward(tokens: [Int32], positions: [Int32], cache: KVState, slots: [Int]? = nil,
-                        logits: LogitRows = .last, path: Path = .automatic, blend: BlendPlan? = nil,
+                        logits: LogitRows = .last, blend: BlendPlan? = nil,
                         recomputed: UnsafeMutablePointer<[Int]>? = nil) -> [Float] {
         let c = config, w = model.weights
         var T = tokens.count
@@ -78,7 +79,7 @@ public final class LlamaContext: @unchecked Sendable {
         }
 
         let buf = scratch.claim(T: T, config: c)
-        let pool = self.pool
+        let pool = self.pool, quant = scratch.quant
         // q, k, v are column blocks of one [T, QKV] matrix; gate and up of one [T, 2F] matrix.
         let QKV = D + 2 * KV, F2 = 2 * F
         let x = buf.x, xn = buf.xn, q = buf.qkv, k = buf.qkv + D, v = buf.qkv + D + KV
@@ -102,16 +103,11 @@ public final class LlamaContext: @unchecked Sendable {
         // candidate is recomputed, and reported so.
         recomputed?.pointee = blend?.candidates ?? []
 
-        let decode = path == .automatic
         for l in 0..<c.layers {
             let L = w.layers[l]
             // ---- attention block ----
             for t in 0..<T { Kernels.rmsnorm(x + t * D, L.attnNorm, xn + t * D, dim: D, eps: c.normEps) }
-            if T == 1 && decode {
-                gemvMany(xn, dim: D, [(L.qq, q), (L.qk, k), (L.qv, v)])
-            } else {
-                Kernels.matmul(xn, rows: T, L.wqkv, buf.qkv, pool: pool)
-            }
+            Kernels.matmul(xn, rows: T, L.wqkv, buf.qkv, q: quant, pool: pool, precise: preciseActivations)     // [T, D+2KV]
             let checking = blend?.checkLayers.contains(l) ?? false
             let Kc = cache.keys(layer: l), Vc = cache.values(layer: l)
             for t in 0..<T {
@@ -131,23 +127,19 @@ public final class LlamaContext: @unchecked Sendable {
                 cache.write(layer: l, slot: slotIndex[t], k: k + t * QKV, v: v + t * QKV, count: 1)
             }
             attention(q: q, ldq: QKV, positions: pos, cache: cache, layer: l, out: att)
-            if T == 1 && decode { gemvMany(att, dim: D, [(L.qo, tmp)]) } else { Kernels.matmul(att, rows: T, L.wo, tmp, pool: pool) }
+            Kernels.matmul(att, rows: T, L.wo, tmp, q: quant, pool: pool, precise: preciseActivations)          // [T, D]
             for i in 0..<(T * D) { x[i] += tmp[i] }
 
             // ---- feed-forward block (SwiGLU) ----
             for t in 0..<T { Kernels.rmsnorm(x + t * D, L.ffnNorm, xn + t * D, dim: D, eps: c.normEps) }
-            if T == 1 && decode {
-                gemvMany(xn, dim: D, [(L.qGate, gate), (L.qUp, up)])
-            } else {
-                Kernels.matmul(xn, rows: T, L.wGateUp, buf.gu, pool: pool)
-            }
+            Kernels.matmul(xn, rows: T, L.wGateUp, buf.gu, q: quant, pool: pool, precise: preciseActivations)   // [T, 2F]
             // gate = silu(gate) · up, row by row
             if T == 1 { Kernels.siluMul(gate, up, F) } else {
                 parallelRanges(T, pool: pool) { rows in
                     for t in rows { Kernels.siluMul(gate + t * F2, up + t * F2, F) }
                 }
             }
-            if T == 1 && decode { gemvMany(gate, dim: F, [(L.qDown, tmp)]) } else { Kernels.matmul(gate, rows: T, lda: F2, L.wDown, tmp, pool: pool) }
+            Kernels.matmul(gate, rows: T, lda: F2, L.wDown, tmp, q: quant, pool: pool, precise: preciseActivations) // [T, D]
             for i in 0..<(T * D) { x[i] += tmp[i] }
 
             // ---- CacheBlend: after the last check layer, keep only the rows worth recomputing ----
@@ -179,104 +171,62 @@ public final class LlamaContext: @unchecked Sendable {
         case .all: rows = Array(0..<T)
         }
         let V = c.vocabSize
+        for (i, t) in rows.enumerated() { Kernels.rmsnorm(x + t * D, w.outputNorm, xn + i * D, dim: D, eps: c.normEps) }
         return [Float](unsafeUninitializedCapacity: rows.count * V) { out, n in
-            for (i, t) in rows.enumerated() {
-                Kernels.rmsnorm(x + t * D, w.outputNorm, xn, dim: D, eps: c.normEps)
-                gemvMany(xn, dim: D, [(w.output, out.baseAddress! + i * V)])
-            }
+            Kernels.matmul(xn, rows: rows.count, w.output, out.baseAddress!, q: quant, pool: pool, precise: preciseActivations)   // [rows, V]
             n = rows.count * V
         }
     }
 
     // MARK: - pieces
 
-    /// Decode: several matrix-vector products over one activation in one
-    /// parallel region (their rows split evenly across the workers).
-    private func gemvMany(_ x: UnsafePointer<Float>, dim: Int, _ jobs: [(QMatrix, UnsafeMutablePointer<Float>)]) {
-        let sums = scratch.sums
-        let mats = jobs.map(\.0)
-        if mats.contains(where: { $0.format == .q4_1 }) { sums.compute(x, count: dim) }
-        let total = mats.reduce(0) { $0 + $1.rows }
-        parallelRanges(total, pool: pool, align: 8, chunks: 4) { range in
-            var base = 0
-            for (i, m) in mats.enumerated() {
-                let lo = max(range.lowerBound - base, 0), hi = min(range.upperBound - base, m.rows)
-                if lo < hi { Kernels.gemv(m, x, sums, rows: lo..<hi, out: jobs[i].1) }
-                base += m.rows
-            }
-        }
-    }
-
     /// Causal-by-position attention of the batch's queries over the whole cache (GQA).
-    /// Query row t, head h is at `qp + t * ldq + h * Dh`.
+    /// Query row t, head h is at `qp + t * ldq + h * Dh`. Each (query, head) pair is one work item
+    /// for `kv_attend`, whose result does not depend on the batch: a token's numbers are the same
+    /// prefilled alone, in any batch, or decoded.
     private func attention(q qp: UnsafeMutablePointer<Float>, ldq: Int, positions: [Int32], cache: KVState, layer: Int, out: UnsafeMutablePointer<Float>) {
         let c = config
-        let T = positions.count, D = c.dim, KV = c.kvDim, Dh = c.headDim, G = c.groupSize
+        let T = positions.count, D = c.dim, KV = c.kvDim, Dh = c.headDim, G = c.groupSize, H = c.heads
         let n = cache.count
         let scale = 1 / Float(Dh).squareRoot()
         let K = cache.keys(layer: layer), V = cache.values(layer: layer)
         let slotPos = cache.positions
-        let op = SendablePointer(out)
-        let pool = self.pool
-        do {
-            slotPos.withUnsafeBufferPointer { spb in
-                positions.withUnsafeBufferPointer { ppb in
-                    let sp = spb.baseAddress!, pp = ppb.baseAddress!
-                    if T == 1 {
-                        // Decode: one query per head, plain dot products.
-                        let qpos = pp[0]
-                        parallelRanges(c.heads, pool: pool) { heads in
-                            var scores = [Float](repeating: 0, count: n)
-                            scores.withUnsafeMutableBufferPointer { s in
-                                for h in heads {
-                                    let g = h / G, qh = qp + h * Dh
-                                    for j in 0..<n {
-                                        s[j] = sp[j] <= qpos ? Kernels.dot(qh, K + j * KV + g * Dh, Dh) * scale : -.infinity
-                                    }
-                                    Kernels.softmaxInPlace(s.baseAddress!, n)
-                                    let o = op.p + h * Dh
-                                    for i in 0..<Dh { o[i] = 0 }
-                                    for j in 0..<n where s[j] > 0 { Kernels.axpy(s[j], V + j * KV + g * Dh, o, Dh) }
+        // Keys a query can see end at the last slot whose position is ≤ its own.
+        var visible = [Int32](repeating: 0, count: T)
+        for t in 0..<T {
+            var e = n
+            while e > 0 && slotPos[e - 1] > positions[t] { e -= 1 }
+            visible[t] = Int32(e)
+        }
+        // Work items: for one token, one per query head (decode wants every worker busy); for a
+        // batch, blocks of up to 8 queries × the heads of one K/V group, so each K/V chunk read
+        // from memory serves up to 8·G query heads.
+        let qBlock = T <= 2 ? 1 : 8, hBlock = T <= 2 ? 1 : G
+        let qBlocks = (T + qBlock - 1) / qBlock, hBlocks = H / hBlock
+        let op = SendablePointer(out), q = SendablePointer(qp)
+        slotPos.withUnsafeBufferPointer { spb in
+            positions.withUnsafeBufferPointer { ppb in
+                visible.withUnsafeBufferPointer { vb in
+                    let sp = spb.baseAddress!, pp = ppb.baseAddress!, vis = vb.baseAddress!
+                    parallelRanges(qBlocks * hBlocks, pool: pool) { items in
+                        let ldScores = max(n, 1)
+                        let scores = UnsafeMutablePointer<Float>.allocate(capacity: qBlock * hBlock * ldScores)
+                        defer { scores.deallocate() }
+                        var qs: [UnsafePointer<Float>?] = [], outs: [UnsafeMutablePointer<Float>?] = []
+                        var qpos: [Int32] = [], counts: [Int32] = []
+                        for item in items {
+                            let qb = item / hBlocks, h0 = (item % hBlocks) * hBlock, g = h0 / G
+                            qs.removeAll(keepingCapacity: true); outs.removeAll(keepingCapacity: true)
+                            qpos.removeAll(keepingCapacity: true); counts.removeAll(keepingCapacity: true)
+                            for t in (qb * qBlock)..<min(T, (qb + 1) * qBlock) {
+                                for h in h0..<(h0 + hBlock) {
+                                    qs.append(UnsafePointer(q.p + t * ldq + h * Dh))
+                                    outs.append(op.p + t * D + h * Dh)
+                                    qpos.append(pp[t]); counts.append(vis[t])
                                 }
                             }
-                        }
-                        return
-                    }
-                    // Prefill: per head and block of queries, scores = Q·Kᵀ via sgemm, mask, softmax, ·V.
-                    let block = 128
-                    let blocks = (T + block - 1) / block
-                    parallelRanges(c.heads * blocks, pool: pool) { items in
-                        var scores = [Float](repeating: 0, count: block * n)
-                        scores.withUnsafeMutableBufferPointer { sb in
-                            let s = sb.baseAddress!
-                            for item in items {
-                                let h = item / blocks, b = item % blocks
-                                let t0 = b * block, t1 = min(T, t0 + block), m = t1 - t0
-                                let g = h / G
-                                // Keys beyond the last slot any query here can see are skipped.
-                                var maxPos = Int32.min
-                                for t in t0..<t1 { maxPos = max(maxPos, pp[t]) }
-                                var kEnd = n
-                                while kEnd > 0 && sp[kEnd - 1] > maxPos { kEnd -= 1 }
-                                guard kEnd > 0 else { continue }
-                                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(m), Int32(kEnd), Int32(Dh),
-                                            scale, qp + t0 * ldq + h * Dh, Int32(ldq), K + g * Dh, Int32(KV),
-                                            0, s, Int32(kEnd))
-                                for i in 0..<m {
-                                    let row = s + i * kEnd, qpos = pp[t0 + i]
-                                    // Softmax over the keys up to the last visible one only, so the
-                                    // sum runs in the same order whatever else is in the batch:
-                                    // a token's numbers do not depend on how the prompt was split.
-                                    var vEnd = kEnd
-                                    while vEnd > 0 && sp[vEnd - 1] > qpos { vEnd -= 1 }
-                                    for j in 0..<vEnd where sp[j] > qpos { row[j] = -.infinity }
-                                    Kernels.softmaxInPlace(row, vEnd)
-                                    for j in vEnd..<kEnd { row[j] = 0 }
-                                }
-                                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(m), Int32(Dh), Int32(kEnd),
-                                            1, s, Int32(kEnd), V + g * Dh, Int32(KV),
-                                            0, op.p + t0 * D + h * Dh, Int32(D))
-                            }
+                            kv_attend(Int32(qs.count), qs, qpos, counts, K + g * Dh, V + g * Dh, KV, sp,
+                                      scale, Int32(Dh), scores, ldScores, outs)
                         }
                     }
                 }
@@ -289,7 +239,7 @@ public final class LlamaContext: @unchecked Sendable {
 final class Scratch {
     private var capacityT = 0
     private var storage: UnsafeMutablePointer<Float>?
-    var sums = BlockSums(capacity: 32)
+    let quant = QuantisedRows()
     struct Buffers { let x, xn, qkv, att, tmp, gu: UnsafeMutablePointer<Float> }
     private var buffers: Buffers?
 
@@ -306,16 +256,11 @@ final class Scratch {
                               att: take(c.dim), tmp: take(c.dim), gu: take(2 * c.ffnDim))
             storage = p
             capacityT = cap
-            if sums.sums.count < max(c.dim, c.ffnDim) / 32 {
-                sums.deallocate()
-                sums = BlockSums(capacity: max(c.dim, c.ffnDim))
-            }
         }
         return buffers!
     }
 
     deinit {
         storage?.deallocate()
-        sums.deallocate()
     }
 }

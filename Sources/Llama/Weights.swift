@@ -4,30 +4,30 @@ import GGUF
 
 /// The model's weights, loaded once and shared read-only by every engine in the process.
 ///
-/// Each layer matrix is held twice: as float32 (`DenseMatrix`) for batched prefill through sgemm,
-/// and in a block-quantised layout (`QMatrix`) for one-token decode. Q4_1 and Q8_0 tensors are used
-/// straight from the memory-mapped file; other types are re-quantised to Q8_0 once at load.
+/// Every matrix is held once, packed for `kv_qgemm` (Sources/CKernels/qgemm.c): Q4_1 and Q4_0
+/// tensors keep their 4-bit codes and scales exactly, Q8_0 keeps its 8-bit codes, and every other
+/// type is re-quantised to 8 bits per weight at load. Prefill and decode run the same kernel, so a
+/// token's numbers do not depend on the batch it was computed in.
 public final class LlamaWeights: @unchecked Sendable {
     public struct Layer: @unchecked Sendable {
         public let attnNorm: UnsafeMutablePointer<Float>   // [D]
-        public let wq: DenseMatrix, wk: DenseMatrix, wv: DenseMatrix, wo: DenseMatrix
-        public let qq: QMatrix, qk: QMatrix, qv: QMatrix, qo: QMatrix
+        /// wq, wk, wv stacked: [D + 2·KV, D]
+        public let wqkv: PackedMatrix
+        public let wo: PackedMatrix                        // [D, D]
         public let ffnNorm: UnsafeMutablePointer<Float>    // [D]
-        public let wGate: DenseMatrix, wUp: DenseMatrix, wDown: DenseMatrix
-        public let qGate: QMatrix, qUp: QMatrix, qDown: QMatrix
-        /// wq, wk, wv stacked ([D+2·KV, D]) and wGate, wUp stacked ([2F, D]): the same memory as the
-        /// separate matrices, so prefill runs one sgemm for each group.
-        public let wqkv: DenseMatrix, wGateUp: DenseMatrix
+        /// w_gate, w_up stacked: [2F, D]
+        public let wGateUp: PackedMatrix
+        public let wDown: PackedMatrix                     // [D, F]
     }
 
     public let config: LlamaConfig
     public let layers: [Layer]
     public let outputNorm: UnsafeMutablePointer<Float>     // [D]
-    public let output: QMatrix                             // [V, D], tied to token_embd when absent
+    public let output: PackedMatrix                        // [V, D], tied to token_embd when absent
     let embedding: GGUFTensorInfo                          // [V, D] rows looked up per token
     let file: GGUFFile
     private var owned: [UnsafeMutableRawPointer] = []
-    /// Bytes of float32 copies plus re-quantised copies held in RAM (the mapped file is extra).
+    /// Bytes of packed weights and norms held in RAM (the mapped file is extra).
     public private(set) var residentBytes = 0
 
     public init(file: GGUFFile, config: LlamaConfig, progress: ((Double) -> Void)? = nil) throws {
@@ -78,83 +78,74 @@ public final class LlamaWeights: @unchecked Sendable {
             try Dequant.toFloat(t.type, file.data(of: t), count: t.elementCount, into: p)
             return p
         }
-        /// Several [rows_i, cols] tensors dequantised one after another into one allocation.
-        func stacked(_ ts: [GGUFTensorInfo]) throws -> (DenseMatrix, [DenseMatrix]) {
+        /// Tensors with the same input width stacked row-wise and packed into one matrix.
+        func packed(_ ts: [GGUFTensorInfo]) throws -> PackedMatrix {
             let cols = ts[0].columns
-            let total = ts.reduce(0) { $0 + $1.rows }
-            let p = UnsafeMutablePointer<Float>.allocate(capacity: total * cols)
-            owned.append(UnsafeMutableRawPointer(p))
-            resident += total * cols * 4
-            var parts: [DenseMatrix] = []
-            var off = 0
-            for t in ts {
-                precondition(t.columns == cols)
-                try Dequant.toFloat(t.type, file.data(of: t), count: t.elementCount, into: p + off * cols)
-                parts.append(DenseMatrix(rows: t.rows, cols: cols, data: p + off * cols))
-                off += t.rows
-            }
-            return (DenseMatrix(rows: total, cols: cols, data: p), parts)
-        }
-        func quantised(_ t: GGUFTensorInfo, dense: UnsafePointer<Float>?) throws -> QMatrix {
-            if let dense, [.f32, .f16, .bf16].contains(t.type) {
-                return QMatrix(format: .f32, rows: t.rows, cols: t.columns, data: UnsafeRawPointer(dense))
-            }
-            switch t.type {
-            case .q4_1: return QMatrix(format: .q4_1, rows: t.rows, cols: t.columns, data: file.data(of: t).baseAddress!)
-            case .q8_0: return QMatrix(format: .q8_0, rows: t.rows, cols: t.columns, data: file.data(of: t).baseAddress!)
-            default:
-                // Re-quantise row by row to Q8_0 (scale = max|w|/127 per block of 32).
-                let rowBytes = t.columns / 32 * 34
-                let buf = UnsafeMutableRawPointer.allocate(byteCount: t.rows * rowBytes, alignment: 64)
-                owned.append(buf)
-                resident += t.rows * rowBytes
-                var row = [Float](repeating: 0, count: t.columns)
-                let rowIn = t.type.byteCount(elements: t.columns)
-                for r in 0..<t.rows {
-                    if let dense { row.withUnsafeMutableBufferPointer { $0.baseAddress!.update(from: dense + r * t.columns, count: t.columns) } }
-                    else {
-                        let src = UnsafeRawBufferPointer(rebasing: file.data(of: t)[(r * rowIn)..<((r + 1) * rowIn)])
-                        try row.withUnsafeMutableBufferPointer { try Dequant.toFloat(t.type, src, count: t.columns, into: $0.baseAddress!) }
-                    }
-                    let out = buf + r * rowBytes
-                    for b in 0..<(t.columns / 32) {
-                        var amax: Float = 0
-                        for j in 0..<32 { amax = max(amax, abs(row[b * 32 + j])) }
-                        let d = amax / 127, id: Float = d > 0 ? 1 / d : 0
-                        out.storeBytes(of: Float16(d).bitPattern, toByteOffset: b * 34, as: UInt16.self)
-                        for j in 0..<32 {
-                            out.storeBytes(of: Int8((row[b * 32 + j] * id).rounded()), toByteOffset: b * 34 + 2 + j, as: Int8.self)
+            precondition(ts.allSatisfy { $0.columns == cols })
+            let rows = ts.reduce(0) { $0 + $1.rows }
+            let type = ts[0].type
+            let format: PackedMatrix.Format
+            let srcRowBytes: Int
+            let src: UnsafeMutableRawPointer
+            if ts.allSatisfy({ $0.type == type }) && [.q4_1, .q4_0, .q8_0].contains(type) {
+                // The file's blocks, rows concatenated.
+                format = type == .q8_0 ? .q8 : .q4
+                srcRowBytes = type.byteCount(elements: cols)
+                src = .allocate(byteCount: rows * srcRowBytes, alignment: 64)
+                var off = 0
+                for t in ts {
+                    let d = file.data(of: t)
+                    (src + off).copyMemory(from: d.baseAddress!, byteCount: t.rows * srcRowBytes)
+                    off += t.rows * srcRowBytes
+                }
+            } else {
+                // Any other type: dequantise each row, re-quantise to Q8_0 blocks (scale = max|w|/127).
+                format = .q8
+                srcRowBytes = cols / 32 * 34
+                src = .allocate(byteCount: rows * srcRowBytes, alignment: 64)
+                var row = [Float](repeating: 0, count: cols)
+                var r = 0
+                for t in ts {
+                    let rowIn = t.type.byteCount(elements: cols)
+                    for i in 0..<t.rows {
+                        let s = UnsafeRawBufferPointer(rebasing: file.data(of: t)[(i * rowIn)..<((i + 1) * rowIn)])
+                        try row.withUnsafeMutableBufferPointer { try Dequant.toFloat(t.type, s, count: cols, into: $0.baseAddress!) }
+                        let out = src + r * srcRowBytes
+                        for b in 0..<(cols / 32) {
+                            var amax: Float = 0
+                            for j in 0..<32 { amax = max(amax, abs(row[b * 32 + j])) }
+                            let d = amax / 127, id: Float = d > 0 ? 1 / d : 0
+                            out.storeBytes(of: Float16(d).bitPattern, toByteOffset: b * 34, as: UInt16.self)
+                            for j in 0..<32 {
+                                out.storeBytes(of: Int8((row[b * 32 + j] * id).rounded()), toByteOffset: b * 34 + 2 + j, as: Int8.self)
+                            }
                         }
+                        r += 1
                     }
                 }
-                return QMatrix(format: .q8_0, rows: t.rows, cols: t.columns, data: UnsafeRawPointer(buf))
             }
+            defer { src.deallocate() }
+            let m = PackedMatrix(format: format, rows: rows, cols: cols)
+            let s8 = src.assumingMemoryBound(to: UInt8.self), d8 = m.data.assumingMemoryBound(to: UInt8.self)
+            switch (format, type) {
+            case (.q4, .q4_0): kv_qpack_q4_1(s8, srcRowBytes, Int32(rows), Int32(cols), 1, d8)
+            case (.q4, _): kv_qpack_q4_1(s8, srcRowBytes, Int32(rows), Int32(cols), 0, d8)
+            case (.q8, _): kv_qpack_q8_0(s8, srcRowBytes, Int32(rows), Int32(cols), d8)
+            }
+            owned.append(m.data)
+            resident += m.byteCount
+            return m
         }
 
         var layers: [Layer] = []
         for (l, t) in plan.enumerated() {
-            func dm(_ i: Int) throws -> (DenseMatrix, QMatrix) {
-                let p = try floats(t[i])
-                return (DenseMatrix(rows: t[i].rows, cols: t[i].columns, data: p), try quantised(t[i], dense: p))
-            }
-            func q(_ i: Int, _ d: DenseMatrix) throws -> QMatrix { try quantised(t[i], dense: d.data) }
-            let (wqkv, qkvParts) = try stacked([t[1], t[2], t[3]])
-            let (wq, wk, wv) = (qkvParts[0], qkvParts[1], qkvParts[2])
-            let (qq, qk, qv) = (try q(1, wq), try q(2, wk), try q(3, wv))
-            let (wo, qo) = try dm(4)
-            let (wgu, guParts) = try stacked([t[6], t[7]])
-            let (wg, wu) = (guParts[0], guParts[1])
-            let (qg, qu) = (try q(6, wg), try q(7, wu))
-            let (wd, qd) = try dm(8)
-            layers.append(Layer(attnNorm: try floats(t[0]), wq: wq, wk: wk, wv: wv, wo: wo, qq: qq, qk: qk, qv: qv, qo: qo,
-                                ffnNorm: try floats(t[5]), wGate: wg, wUp: wu, wDown: wd, qGate: qg, qUp: qu, qDown: qd,
-                                wqkv: wqkv, wGateUp: wgu))
+            layers.append(Layer(attnNorm: try floats(t[0]), wqkv: try packed([t[1], t[2], t[3]]), wo: try packed([t[4]]),
+                                ffnNorm: try floats(t[5]), wGateUp: try packed([t[6], t[7]]), wDown: try packed([t[8]])))
             progress?(Double(l + 1) / Double(c.layers + 1))
         }
         self.layers = layers
         self.outputNorm = try floats(normInfo)
-        let out = try quantised(outInfo, dense: nil)
-        self.output = out
+        self.output = try packed([outInfo])
         self.owned = owned
         self.residentBytes = resident
         progress?(1)

@@ -85,7 +85,9 @@ final class ExactReuseTests: XCTestCase {
         for (i, t) in turns.enumerated().dropFirst() {
             XCTAssertEqual(t.cached.stats.reusedExact, t.prevLive, "turn \(i + 1): \(split(t.cached.stats))")
             let d = kl(t.base.firstTokenLogits!, t.cached.firstTokenLogits!)
-            XCTAssertLessThan(d, 1e-3, "turn \(i + 1): KL(full ‖ int8 reuse) = \(d)")
+            // The tiny model has random weights, which amplify K/V rounding more than a trained model
+            // (on the default model int8 storage costs KL ≈ 0.001: `kvduel bench --kv-encoding`).
+            XCTAssertLessThan(d, 3e-3, "turn \(i + 1): KL(full ‖ int8 reuse) = \(d)")
             XCTAssertEqual(t.cached.tokens.first, t.base.tokens.first, "turn \(i + 1): first token")
         }
     }

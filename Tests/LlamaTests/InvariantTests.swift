@@ -56,6 +56,39 @@ final class InvariantTests: XCTestCase {
         XCTAssertLessThanOrEqual(maxDiff(got, want), 1e-3)
     }
 
+    /// The kernels compute a token's numbers by the same operations whatever batch it is in, so
+    /// any split of the prompt (down to one-token decode steps) and any thread count give bitwise
+    /// the same logits and the same K/V. Exact prefix reuse relies on this.
+    func testAnySplitAndThreadCountIsBitwiseIdentical() throws {
+        for type in [GGUFWriter.TensorType.q4_1, .q8_0, .f32] {
+            let m = try model(type)
+            func run(_ split: [Int], threads: Int) -> (logits: [Float], k: [Float], v: [Float]) {
+                let ctx = LlamaContext(model: m, threads: threads)
+                let cache = KVState(config: m.config)
+                var start = 0
+                var got: [Float] = []
+                for n in split {
+                    got = ctx.forward(tokens: Array(tokens[start..<(start + n)]), positions: positions(start..<(start + n)), cache: cache)
+                    start += n
+                }
+                var k: [Float] = [], v: [Float] = []
+                for l in 0..<m.config.layers {
+                    let r = cache.read(layer: l, slots: 0..<tokens.count)
+                    k += r.k; v += r.v
+                }
+                return (got, k, v)
+            }
+            let want = run([tokens.count], threads: 1)
+            for (split, threads) in [([5, 7], 1), ([1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1], 1), ([4, 4, 4], 2), ([3, 9], 2), ([tokens.count], 2)] {
+                let got = run(split, threads: threads)
+                let firstLogit = got.logits.indices.first { got.logits[$0] != want.logits[$0] }
+                XCTAssertNil(firstLogit, "\(type) split \(split), \(threads) threads: logit \(firstLogit ?? -1) differs")
+                XCTAssertEqual(got.k, want.k, "\(type) split \(split), \(threads) threads: keys differ")
+                XCTAssertEqual(got.v, want.v, "\(type) split \(split), \(threads) threads: values differ")
+            }
+        }
+    }
+
     func testThreadCountDoesNotChangeResults() throws {
         let m = try model()
         XCTAssertLessThanOrEqual(maxDiff(full(m, threads: 1), full(m, threads: 2)), 1e-4)

@@ -1,27 +1,43 @@
 #ifndef KVDUEL_CKERNELS_H
 #define KVDUEL_CKERNELS_H
-// The innermost loops of the forward pass, where Swift's auto-vectoriser gave up: matrix-vector
-// products over quantised blocks, a vectorised exp, and a worker pool. Everything else is Swift.
+// The innermost loops of the forward pass, where Swift's auto-vectoriser gave up: quantised
+// matrix products (qgemm.c), a vectorised exp, and a worker pool (pool.c). Everything else is Swift.
 // AVX2/FMA/F16C intrinsics when compiled for them, portable C otherwise.
 #include <stddef.h>
 #include <stdint.h>
 
 
 
-/// out[r] = W[r,:] · x for r in [row0, row1), W rows of `nb` Q8_0 blocks (34 bytes), float activations.
-void kv_gemv_q8_0_f32(const uint8_t *w, size_t row_bytes, int row0, int row1, int nb, const float *x, float *out);
-
-/// The same for Q4_1 rows (20-byte blocks) as stored in the file; `xsum[b]` = Σ x over block b.
-/// Activations stay float: no activation rounding, so tiny input differences stay tiny.
-void kv_gemv_q4_1_f32(const uint8_t *w, size_t row_bytes, int row0, int row1, int nb,
-                      const float *x, const float *xsum, float *out);
-/// xsum[b] = Σ_j x[32 b + j], in a fixed order.
-void kv_block_sums(const float *x, int n, float *xsum);
+/// Packed weight formats for kv_qgemm (see qgemm.c for the layout).
+enum { KV_Q4 = 0, KV_Q8 = 1 };
+/// Bytes of one group of 8 packed rows of `k` inputs.
+size_t kv_qpack_group_bytes(int format, int k);
+/// Packs Q4_1 rows (or Q4_0 rows when `offset_is_minus8d`) into KV_Q4 groups; rows past `rows` are zero.
+void kv_qpack_q4_1(const uint8_t *src, size_t src_row_bytes, int rows, int k, int offset_is_minus8d, uint8_t *dst);
+/// Packs Q8_0 rows into KV_Q8 groups.
+void kv_qpack_q8_0(const uint8_t *src, size_t src_row_bytes, int rows, int k, uint8_t *dst);
+/// Quantises `rows` activation rows (ldx apart) to int8 per block of 32: codes qa [rows, k],
+/// scales da and scaled code sums sa [rows, k/32]. With `lo` non-null, also the rounding residual,
+/// quantised the same way (codes lo, scales dlo = da/254, sums slo): two passes of kv_qgemm then
+/// give about 15 bits of activation precision.
+void kv_quantize_rows(const float *x, size_t ldx, int rows, int k, int8_t *qa, float *da, float *sa,
+                      int8_t *lo, float *dlo, float *slo);
+/// C[m, 8g .. 8g+7] = W[8g .., :] · x_m for groups g in [g0, g1) and m < rows, from quantised
+/// activations. Every element is computed by the same operations whatever `rows` is.
+void kv_qgemm(int format, const uint8_t *w, int n, int k, int g0, int g1,
+              const int8_t *qa, const float *da, const float *sa, int rows, float *c, size_t ldc);
 
 /// g[i] = silu(g[i]) * u[i]
 void kv_silu_mul(float *g, const float *u, size_t n);
 /// In-place softmax of x[n]; -inf entries become 0.
 void kv_softmax(float *x, int n);
+/// Attention of `nq` query heads sharing one K/V head: query i (`dh` floats at q[i], position
+/// qpos[i]) over cache slots [0, n[i]), K and V rows `ld` floats apart, slot positions `slot_pos`;
+/// slots after the query's position are masked. `scores` is scratch [nq, ld_scores ≥ max n].
+/// Writes out[i][0..dh). The result for a query does not depend on the other queries.
+void kv_attend(int nq, const float *const *q, const int32_t *qpos, const int32_t *n, const float *K, const float *V,
+               size_t ld, const int32_t *slot_pos, float scale, int dh, float *scores, size_t ld_scores,
+               float *const *out);
 /// Σ a[i] b[i]
 float kv_dot(const float *a, const float *b, int n);
 /// y[i] += a * x[i]
