@@ -73,25 +73,6 @@ void kv_softmax(float *x, int n) {
     for (i = 0; i < n; i++) x[i] *= inv;
 }
 
-float kv_dot(const float *a, const float *b, int n) {
-    int i = 0;
-    float s = 0;
-#ifdef KV_AVX2
-    __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
-    for (; i + 16 <= n; i += 16) {
-        acc0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), _mm256_loadu_ps(b + i), acc0);
-        acc1 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i + 8), _mm256_loadu_ps(b + i + 8), acc1);
-    }
-    s = hsum8(_mm256_add_ps(acc0, acc1));
-#endif
-    for (; i < n; i++) s += a[i] * b[i];
-    return s;
-}
-
-void kv_axpy(float a, const float *x, float *y, int n) {
-    for (int i = 0; i < n; i++) y[i] += a * x[i];
-}
-
 void kv_rmsnorm(const float *x, const float *w, float *y, int n, float eps) {
     double ss = 0;
     for (int i = 0; i < n; i++) ss += (double)x[i] * x[i];

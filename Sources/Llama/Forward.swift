@@ -1,4 +1,3 @@
-import CBLAS
 import CKernels
 import Foundation
 
@@ -24,8 +23,6 @@ public final class LlamaContext: @unchecked Sendable {
     public init(model: LlamaModel, threads: Int) {
         self.model = model
         self.threads = max(1, threads)
-        // BLAS stays single-threaded; we split each product across our own workers.
-        kvduel_blas_set_threads(1)
     }
 
     public enum LogitRows: Sendable { case none, last, all }

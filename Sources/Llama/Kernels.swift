@@ -1,4 +1,3 @@
-import CBLAS
 import CKernels
 
 // Compute kernels. Every matrix product (prefill and decode alike) is `kv_qgemm`: int8
@@ -40,7 +39,8 @@ final class QuantisedRows {
     private(set) var lowCodes: UnsafeMutablePointer<Int8>
     private(set) var lowScales: UnsafeMutablePointer<Float>
     private(set) var lowSums: UnsafeMutablePointer<Float>
-    private var extra: [Float] = []
+    private var extra = UnsafeMutablePointer<Float>.allocate(capacity: 1)
+    private var extraCount = 1
     init() {
         codes = .allocate(capacity: 1); scales = .allocate(capacity: 1); sums = .allocate(capacity: 1)
         lowCodes = .allocate(capacity: 1); lowScales = .allocate(capacity: 1); lowSums = .allocate(capacity: 1)
@@ -54,14 +54,14 @@ final class QuantisedRows {
     }
     /// A float buffer of at least `n` elements for the residual pass's output.
     func output(_ n: Int) -> UnsafeMutablePointer<Float> {
-        if extra.count < n { extra = [Float](repeating: 0, count: n) }
-        return extra.withUnsafeMutableBufferPointer { $0.baseAddress! }
+        if extraCount < n { extra.deallocate(); extra = .allocate(capacity: n); extraCount = n }
+        return extra
     }
     private func free() {
         codes.deallocate(); scales.deallocate(); sums.deallocate()
         lowCodes.deallocate(); lowScales.deallocate(); lowSums.deallocate()
     }
-    deinit { free() }
+    deinit { free(); extra.deallocate() }
 }
 
 enum Kernels {
@@ -101,15 +101,6 @@ enum Kernels {
     static func rmsnorm(_ x: UnsafePointer<Float>, _ weight: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>,
                         dim: Int, eps: Float) {
         kv_rmsnorm(x, weight, y, Int32(dim), eps)
-    }
-
-    @inline(__always) static func dot(_ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, _ n: Int) -> Float {
-        kv_dot(a, b, Int32(n))
-    }
-
-    /// y += a · x
-    @inline(__always) static func axpy(_ a: Float, _ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, _ n: Int) {
-        kv_axpy(a, x, y, Int32(n))
     }
 
     @inline(__always) static func softmaxInPlace(_ x: UnsafeMutablePointer<Float>, _ n: Int) {

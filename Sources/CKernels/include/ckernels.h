@@ -38,10 +38,6 @@ void kv_softmax(float *x, int n);
 void kv_attend(int nq, const float *const *q, const int32_t *qpos, const int32_t *n, const float *K, const float *V,
                size_t ld, const int32_t *slot_pos, float scale, int dh, float *scores, size_t ld_scores,
                float *const *out);
-/// Σ a[i] b[i]
-float kv_dot(const float *a, const float *b, int n);
-/// y[i] += a * x[i]
-void kv_axpy(float a, const float *x, float *y, int n);
 /// y = x / sqrt(mean(x²) + eps) * w
 void kv_rmsnorm(const float *x, const float *w, float *y, int n, float eps);
 
