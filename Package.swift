@@ -72,7 +72,7 @@ let package = Package(
         .testTarget(name: "GGUFTests", dependencies: ["GGUF", "TestSupport"]),
         .testTarget(name: "TokenizerTests", dependencies: ["Tokenizer", "GGUF", "TestSupport"],
                     resources: [.copy("Fixtures")]),
-        .testTarget(name: "LlamaTests", dependencies: ["Llama", "GGUF", "Tokenizer", "TestSupport"],
+        .testTarget(name: "LlamaTests", dependencies: ["Llama", "CKernels", "GGUF", "Tokenizer", "TestSupport"],
                     resources: [.copy("Fixtures")]),
         .testTarget(name: "KVCacheTests", dependencies: ["KVCache"]),
         .testTarget(name: "EngineTests", dependencies: ["Engine", "Llama", "KVCache", "TestSupport",

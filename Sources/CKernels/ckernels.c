@@ -115,9 +115,17 @@ static void scores_chunk2(const float *q0, const float *q1, const float *K, size
             kk = _mm256_loadu_ps(k2 + d); a2 = _mm256_fmadd_ps(x0, kk, a2); b2 = _mm256_fmadd_ps(x1, kk, b2);
             kk = _mm256_loadu_ps(k3 + d); a3 = _mm256_fmadd_ps(x0, kk, a3); b3 = _mm256_fmadd_ps(x1, kk, b3);
         }
+        const __m128 r0 = _mm_mul_ps(reduce4(a0, a1, a2, a3), vs), r1 = _mm_mul_ps(reduce4(b0, b1, b2, b3), vs);
+        if (j0 + 4 <= n0 && j0 + 4 <= n1) {   // the common case: mask by position in registers
+            const __m128i sp = _mm_loadu_si128((const __m128i *)(slot_pos + j0));
+            const __m128 ninf = _mm_set1_ps(-INFINITY);
+            _mm_storeu_ps(s0 + j0, _mm_blendv_ps(r0, ninf, _mm_castsi128_ps(_mm_cmpgt_epi32(sp, _mm_set1_epi32(qpos0)))));
+            _mm_storeu_ps(s1 + j0, _mm_blendv_ps(r1, ninf, _mm_castsi128_ps(_mm_cmpgt_epi32(sp, _mm_set1_epi32(qpos1)))));
+            continue;
+        }
         float t0[4], t1[4];
-        _mm_storeu_ps(t0, _mm_mul_ps(reduce4(a0, a1, a2, a3), vs));
-        _mm_storeu_ps(t1, _mm_mul_ps(reduce4(b0, b1, b2, b3), vs));
+        _mm_storeu_ps(t0, r0);
+        _mm_storeu_ps(t1, r1);
         for (int i = 0; i < 4; i++) {
             const int j = j0 + i;
             if (j < n0) s0[j] = slot_pos[j] <= qpos0 ? t0[i] : -INFINITY;
@@ -133,6 +141,41 @@ static void scores_chunk2(const float *q0, const float *q1, const float *K, size
         if (j < n0) s0[j] = slot_pos[j] <= qpos0 ? a * scale : -INFINITY;
         if (j < n1) s1[j] = slot_pos[j] <= qpos1 ? b * scale : -INFINITY;
     }
+#endif
+}
+
+// Scores of one query head for keys [j0, j1): per key exactly the arithmetic of scores_chunk2's
+// first head (same lanes, same reduction tree), without computing a twin.
+static void scores_chunk1(const float *q0, const float *K, size_t ld, const int32_t *slot_pos, int j0, int j1,
+                          int last, int32_t qpos0, int n0, float scale, int dh, float *s0) {
+#ifdef KV_AVX2
+    const __m128 vs = _mm_set1_ps(scale), ninf = _mm_set1_ps(-INFINITY);
+    for (; j0 < j1; j0 += 8) {
+        const float *k[8];
+        for (int i = 0; i < 8; i++) k[i] = K + (size_t)(j0 + i < last ? j0 + i : last) * ld;
+        __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0, a6 = a0, a7 = a0;
+        for (int d = 0; d < dh; d += 8) {
+            const __m256 x0 = _mm256_loadu_ps(q0 + d);
+            a0 = _mm256_fmadd_ps(x0, _mm256_loadu_ps(k[0] + d), a0); a1 = _mm256_fmadd_ps(x0, _mm256_loadu_ps(k[1] + d), a1);
+            a2 = _mm256_fmadd_ps(x0, _mm256_loadu_ps(k[2] + d), a2); a3 = _mm256_fmadd_ps(x0, _mm256_loadu_ps(k[3] + d), a3);
+            a4 = _mm256_fmadd_ps(x0, _mm256_loadu_ps(k[4] + d), a4); a5 = _mm256_fmadd_ps(x0, _mm256_loadu_ps(k[5] + d), a5);
+            a6 = _mm256_fmadd_ps(x0, _mm256_loadu_ps(k[6] + d), a6); a7 = _mm256_fmadd_ps(x0, _mm256_loadu_ps(k[7] + d), a7);
+        }
+        const __m128 r[2] = {_mm_mul_ps(reduce4(a0, a1, a2, a3), vs), _mm_mul_ps(reduce4(a4, a5, a6, a7), vs)};
+        for (int h = 0; h < 2; h++) {
+            const int jj = j0 + 4 * h;
+            if (jj + 4 <= n0) {
+                const __m128i sp = _mm_loadu_si128((const __m128i *)(slot_pos + jj));
+                _mm_storeu_ps(s0 + jj, _mm_blendv_ps(r[h], ninf, _mm_castsi128_ps(_mm_cmpgt_epi32(sp, _mm_set1_epi32(qpos0)))));
+            } else {
+                float t[4];
+                _mm_storeu_ps(t, r[h]);
+                for (int i = 0; i < 4; i++) if (jj + i < n0) s0[jj + i] = slot_pos[jj + i] <= qpos0 ? t[i] : -INFINITY;
+            }
+        }
+    }
+#else
+    scores_chunk2(q0, q0, K, ld, slot_pos, j0, j1, last, qpos0, qpos0, n0, 0, scale, dh, s0, s0);
 #endif
 }
 
@@ -177,7 +220,7 @@ static void values_chunk2(const float *p0, const float *p1, int n0, int n1, cons
 void kv_attend(int nq, const float *const *q, const int32_t *qpos, const int32_t *n, const float *K, const float *V,
                size_t ld, const int32_t *slot_pos, float scale, int dh, float *scores, size_t ld_scores,
                float *const *out) {
-    // Query heads go in pairs (an odd one pairs with itself; its twin's results are discarded).
+    // Query heads go in pairs; an odd one out gets the one-head kernel (the same arithmetic).
     int nmax = 0;
     for (int i = 0; i < nq; i++) nmax = n[i] > nmax ? n[i] : nmax;
     if (nmax == 0) { for (int i = 0; i < nq; i++) for (int d = 0; d < dh; d++) out[i][d] = 0; return; }
@@ -186,8 +229,11 @@ void kv_attend(int nq, const float *const *q, const int32_t *qpos, const int32_t
             const int i1 = i + 1 < nq ? i + 1 : i;
             const int m = n[i] > n[i1] ? n[i] : n[i1];
             const int j1 = j0 + KV_KEY_CHUNK < m ? j0 + KV_KEY_CHUNK : m;
-            if (j0 < j1)
-                scores_chunk2(q[i], q[i1], K, ld, slot_pos, j0, j1, nmax - 1, qpos[i], qpos[i1], n[i], i1 == i ? 0 : n[i1],
+            if (j0 >= j1) continue;
+            if (i1 == i)
+                scores_chunk1(q[i], K, ld, slot_pos, j0, j1, nmax - 1, qpos[i], n[i], scale, dh, scores + (size_t)i * ld_scores);
+            else
+                scores_chunk2(q[i], q[i1], K, ld, slot_pos, j0, j1, nmax - 1, qpos[i], qpos[i1], n[i], n[i1],
                               scale, dh, scores + (size_t)i * ld_scores, scores + (size_t)i1 * ld_scores);
         }
     for (int i = 0; i < nq; i++) {

@@ -123,6 +123,17 @@ public final class LlamaContext: @unchecked Sendable {
                 // K (rotated) and V into the cache.
                 cache.write(layer: l, slot: slotIndex[t], k: k + t * QKV, v: v + t * QKV, count: 1)
             }
+            // Last layer: every row's K/V is in the cache now; only the rows whose logits are
+            // asked for need the rest (llama.cpp skips the others the same way).
+            if l == c.layers - 1 && logits != .all {
+                guard logits == .last else { break }
+                if T > 1 {
+                    q.update(from: q + (T - 1) * QKV, count: D)
+                    x.update(from: x + (T - 1) * D, count: D)
+                    pos = [pos[T - 1]]
+                    T = 1
+                }
+            }
             attention(q: q, ldq: QKV, positions: pos, cache: cache, layer: l, out: att)
             Kernels.matmul(att, rows: T, L.wo, tmp, q: quant, pool: pool, precise: preciseActivations)          // [T, D]
             for i in 0..<(T * D) { x[i] += tmp[i] }
@@ -189,17 +200,22 @@ public final class LlamaContext: @unchecked Sendable {
         let K = cache.keys(layer: layer), V = cache.values(layer: layer)
         let slotPos = cache.positions
         // Keys a query can see end at the last slot whose position is ≤ its own.
-        var visible = [Int32](repeating: 0, count: T)
-        for t in 0..<T {
-            var e = n
-            while e > 0 && slotPos[e - 1] > positions[t] { e -= 1 }
-            visible[t] = Int32(e)
+        // With suffixMin[e] = min(slotPos[e..<n]) (non-decreasing in e), that end is the first e
+        // with suffixMin[e] > position: a binary search instead of a walk back from the end.
+        var suffixMin = [Int32](repeating: .max, count: n + 1)
+        for e in stride(from: n - 1, through: 0, by: -1) { suffixMin[e] = min(slotPos[e], suffixMin[e + 1]) }
+        let visible = positions.map { p -> Int32 in
+            var lo = 0, hi = n
+            while lo < hi { let mid = (lo + hi) / 2; if suffixMin[mid] > p { hi = mid } else { lo = mid + 1 } }
+            return Int32(lo)
         }
-        // Work items: for one token, one per query head (decode wants every worker busy); for a
-        // batch, blocks of up to 8 queries × the heads of one K/V group, so each K/V chunk read
-        // from memory serves up to 8·G query heads.
-        let qBlock = T <= 2 ? 1 : 8, hBlock = T <= 2 ? 1 : G
-        let qBlocks = (T + qBlock - 1) / qBlock, hBlocks = H / hBlock
+        // Work items: for a batch, blocks of up to 8 queries × the heads of one K/V group, so each
+        // K/V chunk read from memory serves up to 8·G query heads. For one or two tokens (decode),
+        // the token(s) × up to 2 heads of a group: more items keep every worker busy, and a pair
+        // of heads still reads its K/V once.
+        let qBlock = T <= 2 ? T : 8, hBlock = T <= 2 ? min(2, G) : G
+        let chunksPerGroup = (G + hBlock - 1) / hBlock
+        let qBlocks = (T + qBlock - 1) / qBlock, hBlocks = (H / G) * chunksPerGroup
         let op = SendablePointer(out), q = SendablePointer(qp)
         slotPos.withUnsafeBufferPointer { spb in
             positions.withUnsafeBufferPointer { ppb in
@@ -212,11 +228,13 @@ public final class LlamaContext: @unchecked Sendable {
                         var qs: [UnsafePointer<Float>?] = [], outs: [UnsafeMutablePointer<Float>?] = []
                         var qpos: [Int32] = [], counts: [Int32] = []
                         for item in items {
-                            let qb = item / hBlocks, h0 = (item % hBlocks) * hBlock, g = h0 / G
+                            let qb = item / hBlocks, hb = item % hBlocks
+                            let g = hb / chunksPerGroup, h0 = g * G + (hb % chunksPerGroup) * hBlock
+                            let h1 = min(h0 + hBlock, (g + 1) * G)
                             qs.removeAll(keepingCapacity: true); outs.removeAll(keepingCapacity: true)
                             qpos.removeAll(keepingCapacity: true); counts.removeAll(keepingCapacity: true)
                             for t in (qb * qBlock)..<min(T, (qb + 1) * qBlock) {
-                                for h in h0..<(h0 + hBlock) {
+                                for h in h0..<h1 {
                                     qs.append(UnsafePointer(q.p + t * ldq + h * Dh))
                                     outs.append(op.p + t * D + h * Dh)
                                     qpos.append(pp[t]); counts.append(vis[t])

@@ -11,6 +11,8 @@ struct BenchEngine: ParsableCommand {
     @Option(help: "Worker threads.") var threads: Int = ProcessInfo.processInfo.activeProcessorCount
     @Option(help: "Prompt lengths to prefill, comma-separated.") var prefill: String = "128,512,2048"
     @Option(help: "Tokens to decode.") var decode: Int = 128
+    @Option(help: "Append N tokens to a cache of C tokens (\"C+N\", empty to skip): the work that exact prefix reuse leaves, then decode at that context.")
+    var extend: String = "2000+50"
     @Option(help: "Repetitions per figure (the best is reported).") var repeats: Int = 2
     @Flag(help: "Print JSON.") var json = false
 
@@ -53,6 +55,31 @@ struct BenchEngine: ParsableCommand {
             bestDecode = max(bestDecode, Double(decode) / Clock.seconds(since: t0))
         }
 
+        // Extend: N new tokens on top of C cached ones (a multi-turn chat's next turn with its
+        // prefix reused), then greedy decode at that context.
+        var extendFigure: (context: Int, new: Int, ms: Double, decode: Double)?
+        let parts = extend.split(separator: "+").compactMap { Int($0) }
+        if parts.count == 2, parts[0] > 0, parts[1] > 0 {
+            let (c, n) = (parts[0], parts[1])
+            let cache = KVState(config: model.config, capacity: c + n + decode + 1)
+            ctx.forward(tokens: randomTokens(c), positions: (0..<Int32(c)).map { $0 }, cache: cache, logits: .none)
+            let new = randomTokens(n)
+            var best = Double.infinity, bestRate = 0.0
+            for _ in 0..<repeats {
+                cache.truncate(to: c)
+                let t0 = Clock.now()
+                var logits = ctx.forward(tokens: new, positions: (Int32(c)..<Int32(c + n)).map { $0 }, cache: cache)
+                best = min(best, Clock.seconds(since: t0))
+                let t1 = Clock.now()
+                for i in 0..<decode {
+                    let next = Sampler.argmax(logits)
+                    logits = ctx.forward(tokens: [next], positions: [Int32(c + n + i)], cache: cache)
+                }
+                bestRate = max(bestRate, Double(decode) / Clock.seconds(since: t1))
+            }
+            extendFigure = (c, n, best * 1000, bestRate)
+        }
+
         let machine = MachineInfo.current
         let rss = MachineInfo.peakRSSBytes
         // llama.cpp b4748 on this project's reference machine (2 threads, same Q4_1 file),
@@ -67,6 +94,9 @@ struct BenchEngine: ParsableCommand {
                 "decode_tokens": decode, "decode_tok_s": bestDecode, "peak_rss_bytes": rss,
             ]
             obj["prefill"] = prefillRates.map { ["tokens": $0.0, "tok_s": $0.1, "ttft_ms": $0.2 * 1000] }
+            if let e = extendFigure {
+                obj["extend"] = ["context_tokens": e.context, "new_tokens": e.new, "ms": e.ms, "decode_tok_s": e.decode]
+            }
             let data = try JSONSerialization.data(withJSONObject: obj, options: [.prettyPrinted, .sortedKeys])
             print(String(decoding: data, as: UTF8.self))
             return
@@ -83,6 +113,10 @@ struct BenchEngine: ParsableCommand {
         }
         print(String(format: "decode %d tokens: %.1f tok/s   (%.2fx of llama.cpp tg128 %.0f tok/s, reference figure)",
                      decode, bestDecode, bestDecode / referenceDecode, referenceDecode))
+        if let e = extendFigure {
+            print(String(format: "extend %d + %d tokens: %.1f ms, then decode %.1f tok/s at that context",
+                         e.context, e.new, e.ms, e.decode))
+        }
         print(String(format: "peak RSS: %.1f MiB", Double(rss) / 1048576))
     }
 }

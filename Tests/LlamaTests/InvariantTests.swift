@@ -89,6 +89,29 @@ final class InvariantTests: XCTestCase {
         }
     }
 
+    /// Asking for the last row's logits (the last layer then runs only that row) gives bitwise the
+    /// last row of all logits, and the cache holds the same K/V whatever logits were asked for.
+    func testLastRowLogitsAndCacheDoNotDependOnTheRowsAsked() throws {
+        let m = try model(.q4_1)
+        let ctx = LlamaContext(model: m, threads: 2)
+        func run(_ rows: LlamaContext.LogitRows) -> (logits: [Float], kv: [Float]) {
+            let cache = KVState(config: m.config)
+            let logits = ctx.forward(tokens: tokens, positions: positions(0..<tokens.count), cache: cache, logits: rows)
+            let kv = (0..<m.config.layers).flatMap { l -> [Float] in
+                let r = cache.read(layer: l, slots: 0..<tokens.count)
+                return r.k + r.v
+            }
+            return (logits, kv)
+        }
+        let all = run(.all), last = run(.last), none = run(.none)
+        let V = m.config.vocabSize
+        XCTAssertEqual(all.logits.count, tokens.count * V)
+        XCTAssertEqual(last.logits, Array(all.logits[((tokens.count - 1) * V)...]))
+        XCTAssertEqual(none.logits, [])
+        XCTAssertEqual(last.kv, all.kv)
+        XCTAssertEqual(none.kv, all.kv)
+    }
+
     func testThreadCountDoesNotChangeResults() throws {
         let m = try model()
         XCTAssertLessThanOrEqual(maxDiff(full(m, threads: 1), full(m, threads: 2)), 1e-4)
