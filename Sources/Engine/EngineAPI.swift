@@ -39,7 +39,7 @@ public struct EngineRequest: Sendable {
     /// from here. nil: from the call to `generate`.
     public var submittedAt: UInt64?
     /// Tokens that close an assistant turn in the chat format (ChatML: `<|im_end|>`, `\n`). The
-    /// cached engine encodes the answer plus these after answering, so the next turn, whose history
+    /// cached engine completes the answer's KV with these after answering, so the next turn, whose history
     /// holds exactly these tokens, reuses them.
     public var turnSuffix: [Int32]
     /// Return the logits of every step of the engine's own answer (and its stop token),

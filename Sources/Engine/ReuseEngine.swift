@@ -11,7 +11,7 @@ import Tokenizer
 ///    share of its tokens — those whose K/V deviate most on the check layers — recomputed.
 /// 3. **Compute the rest** in one batched forward at the true positions.
 ///
-/// Afterwards it encodes the answer for the next turn and stores this request's chunks and segments.
+/// Afterwards it finishes the answer's KV for the next turn and stores this request's chunks and segments.
 public final class ReuseEngine: InferenceEngine {
     public struct Options: Sendable {
         /// Share of reused-segment tokens recomputed (CacheBlend). 0 = none, 1 = all.
@@ -208,17 +208,24 @@ public final class ReuseEngine: InferenceEngine {
         stats.generatedTokens = d.tokens.count + (d.endedWithEOG ? 1 : 0)
         var result = core.result(d, stats: stats, request: request, cache: work, promptCount: prompt.count)
 
-        // ---- after the answer: encode it for the next turn, store chunks and segments ----
-        // The answer's decode-time KV came from the matrix-vector path; a batch prefill computes it
-        // the way the baseline will, so the next turn's reuse of it is exact (if its context was).
+        // ---- after the answer: finish encoding it for the next turn, store chunks and segments ----
+        // The kernels compute a token's KV the same whether it is decoded or prefilled in a batch,
+        // so the answer's KV left in the cache by decoding (or by scoring) is already exactly what
+        // the baseline's prefill of the next prompt computes. Only the rest of the answer + turn
+        // suffix (at least the last sampled token, which was never fed back) runs now.
         let t1 = EngineCore.now()
         let firstApproximate = min(exactPrefix < prefix ? exactPrefix : prompt.count,
                                    candidates.isEmpty ? prompt.count : prefix + candidates[0])
-        work.truncate(to: prompt.count)
         let tail = d.tokens + request.turnSuffix
+        var kept = 0
+        let heldTokens = work.tokens, heldPositions = work.positions
+        while kept < tail.count && prompt.count + kept < work.count
+                && heldTokens[prompt.count + kept] == tail[kept]
+                && heldPositions[prompt.count + kept] == Int32(prompt.count + kept) { kept += 1 }
+        work.truncate(to: prompt.count + kept)
         let encoded = cancel?.isCancelled != true
-        if encoded && !tail.isEmpty {
-            core.ctx.forward(tokens: tail, positions: (0..<tail.count).map { Int32(prompt.count + $0) },
+        if encoded && kept < tail.count {
+            core.ctx.forward(tokens: Array(tail[kept...]), positions: (kept..<tail.count).map { Int32(prompt.count + $0) },
                              cache: work, logits: .none)
         }
         live = work

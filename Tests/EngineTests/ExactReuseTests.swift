@@ -12,7 +12,7 @@ final class ExactReuseTests: XCTestCase {
     /// A growing conversation on the tiny model: turn k's prompt is turn k−1's prompt with its
     /// question turned into history (question + the BASELINE's answer + turn suffix), then a new
     /// question. Returns per-turn (baseline, cached) runs; `between` runs before each turn's cached request.
-    func conversation(turns: Int, cached: ReuseEngine, maxTokens: Int = 10,
+    func conversation(turns: Int, cached: ReuseEngine, maxTokens: Int = 10, collectLogits: Bool = true,
                       between: (Int) -> Void = { _ in }) throws -> [(base: GenerationResult, cached: GenerationResult, prevLive: Int)] {
         let base = try Fixture.baseline()
         var segments = [Self.system]
@@ -22,7 +22,7 @@ final class ExactReuseTests: XCTestCase {
             let q = Fixture.tokens(8 + 3 * turn, seed: 210 + UInt64(turn))
             segments.append(PromptSegment(role: .question, tokens: q))
             let req = EngineRequest(segments: segments, maxTokens: maxTokens, turnSuffix: Fixture.tinyTurnSuffix,
-                                    collectLogits: true)
+                                    collectLogits: collectLogits)
             let b = try runRequest(base, req).result
             between(turn)
             let c = try runRequest(cached, req).result
@@ -61,6 +61,24 @@ final class ExactReuseTests: XCTestCase {
                 XCTAssertEqual(s.reusedExact, t.prevLive, "turn \(i + 1): reuses the previous prompt, answer and suffix: \(split(s))")
                 XCTAssertEqual(s.computedFresh, s.promptTokens - t.prevLive, "turn \(i + 1): only the new question is computed: \(split(s))")
                 XCTAssertEqual(s.reusedBlended + s.recomputed, 0, "turn \(i + 1): nothing blended: \(split(s))")
+            }
+        }
+    }
+
+    /// Without scoring, the answer's KV the next turn reuses is the one decoding left in the cache
+    /// (only the last token and the turn suffix are computed after answering): still bitwise the
+    /// baseline's.
+    func testDecodedAnswerKVIsReusedBitwise() throws {
+        let cached = try Fixture.reuse()
+        let turns = try conversation(turns: 4, cached: cached, collectLogits: false)
+        for (i, t) in turns.enumerated() {
+            XCTAssertEqual(t.cached.tokens, t.base.tokens, "turn \(i + 1): greedy tokens")
+            let b = t.base.firstTokenLogits ?? [], c = t.cached.firstTokenLogits ?? []
+            XCTAssertEqual(b.count, c.count)
+            let first = zip(b, c).enumerated().first { $0.element.0.bitPattern != $0.element.1.bitPattern }
+            XCTAssertNil(first, "turn \(i + 1): first-token logit \(first?.offset ?? -1) differs")
+            if i > 0 {
+                XCTAssertEqual(t.cached.stats.reusedExact, t.prevLive, "turn \(i + 1): \(split(t.cached.stats))")
             }
         }
     }
