@@ -31,11 +31,13 @@ public final class LlamaContext: @unchecked Sendable {
     /// CacheBlend's selective recompute, folded into one forward pass.
     ///
     /// Some rows of the batch are *candidates*: tokens whose K/V were loaded from the store and
-    /// re-positioned, already sitting in their cache slots. Every row runs through the layers up to
-    /// and including the last check layer; at each check layer, before a candidate's fresh K/V
-    /// overwrite its loaded K/V, their squared deviation is added to the candidate's score. After the
-    /// last check layer only the fresh rows, the `keep` highest-scoring candidates and the
-    /// `alwaysKeep` rows go on; the other candidates keep their loaded K/V in the later layers.
+    /// re-positioned, already sitting in their cache slots. At each check layer, before a
+    /// candidate's fresh K/V overwrite its loaded K/V, their squared deviation is added to the
+    /// candidate's score. The candidates are narrowed gradually, as CacheBlend does: every row runs
+    /// through the first check layer; after the i-th of m check layers the (m − i)·`keep`
+    /// highest-scoring candidates go on, so the last check layer leaves `keep`, ranked by deviation
+    /// summed over all check layers. Fresh rows and `alwaysKeep` rows always go on; dropped
+    /// candidates keep their loaded K/V in the later layers.
     public struct BlendPlan: Sendable {
         public var candidates: [Int]        // batch rows whose K/V were loaded
         public var checkLayers: [Int]       // e.g. [1, 2, 3]
@@ -95,7 +97,7 @@ public final class LlamaContext: @unchecked Sendable {
             for r in blend?.candidates ?? [] { m[r] = true }
             return m
         }()
-        let lastCheck = blend?.checkLayers.max() ?? -1
+        let checkOrder = (blend?.checkLayers ?? []).sorted()
         // Until the rows are narrowed (which needs a check layer before the last layer), every
         // candidate is recomputed, and reported so.
         recomputed?.pointee = blend?.candidates ?? []
@@ -150,24 +152,23 @@ public final class LlamaContext: @unchecked Sendable {
             Kernels.matmul(gate, rows: T, lda: F2, L.wDown, tmp, q: quant, pool: pool, precise: preciseActivations) // [T, D]
             for i in 0..<(T * D) { x[i] += tmp[i] }
 
-            // ---- CacheBlend: after the last check layer, keep only the rows worth recomputing ----
-            if let plan = blend, l == lastCheck, l < c.layers - 1 {
-                let ranked = plan.candidates.sorted { deviation[$0] > deviation[$1] }
-                var keepRow = [Bool](repeating: false, count: T)
-                for r in ranked.prefix(max(0, plan.keep)) { keepRow[r] = true }
-                for r in plan.alwaysKeep { keepRow[r] = true }
-                for r in 0..<T where !isCandidate[r] { keepRow[r] = true }
-                let kept = (0..<T).filter { keepRow[$0] }
-                recomputed?.pointee = kept.filter { isCandidate[$0] }
-                // Compact the surviving rows to the front (kept is increasing, so in place is safe).
+            // ---- CacheBlend: after each check layer, keep fewer rows worth recomputing ----
+            if let plan = blend, checking, l < c.layers - 1, let stage = checkOrder.firstIndex(of: l) {
+                let target = max(0, plan.keep) * (checkOrder.count - stage)
+                let ranked = rowOrigin.filter { isCandidate[$0] }.sorted { deviation[$0] > deviation[$1] }
+                var keepOrigin = Set(ranked.prefix(target))
+                keepOrigin.formUnion(plan.alwaysKeep)
+                // Current rows that go on (increasing, so compacting in place is safe).
+                let kept = (0..<T).filter { !isCandidate[rowOrigin[$0]] || keepOrigin.contains(rowOrigin[$0]) }
                 for (i, r) in kept.enumerated() where i != r {
                     (x + i * D).update(from: x + r * D, count: D)
                 }
-                rowOrigin = kept
+                rowOrigin = kept.map { rowOrigin[$0] }
                 slotIndex = kept.map { slotIndex[$0] }
-                pos = kept.map { positions[$0] }
+                pos = rowOrigin.map { positions[$0] }
                 table = rope.table(positions: pos)
                 T = kept.count
+                recomputed?.pointee = rowOrigin.filter { isCandidate[$0] }
             }
         }
 

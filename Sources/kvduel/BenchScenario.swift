@@ -88,6 +88,23 @@ struct BenchScenario: ParsableCommand {
             if !json { FileHandle.standardError.write(Data("baseline turn \(requests.count)/\(sc.turns.count): \(req.promptTokens.count) prompt tokens, TTFT \(String(format: "%.0f", b.stats.ttftSeconds * 1000)) ms\n".utf8)) }
         }
 
+        // Cold-cache overhead: the first turn on a fresh cached engine (empty store) against the
+        // baseline, TTFT only, alternating, median of 5 pairs (one pair is too noisy to judge 5%).
+        var coldCached: [Double] = [], coldBase: [Double] = []
+        if var first = requests.first {
+            first.maxTokens = 1
+            let opts = try CacheOptions.engineOptions(recompute: ratios[0], cacheMB: cacheMB, kvEncoding: kvEncoding, checkLayers: checkLayers, diskDirectory: nil)
+            for _ in 0..<5 {
+                first.submittedAt = DispatchTime.now().uptimeNanoseconds
+                coldBase.append(try baseline.generate(first, cancel: nil) { _ in }.stats.ttftSeconds)
+                let fresh = try ReuseEngine(model: model, tokenizer: tokenizer, threads: threads, options: opts)
+                first.submittedAt = DispatchTime.now().uptimeNanoseconds
+                coldCached.append(try fresh.generate(first, cancel: nil) { _ in }.stats.ttftSeconds)
+            }
+        }
+        func median(_ x: [Double]) -> Double { x.isEmpty ? 0 : x.sorted()[x.count / 2] }
+        let cold = ColdCheck(cachedTTFT: median(coldCached), baselineTTFT: median(coldBase), pairs: coldCached.count)
+
         var sweeps: [(Double, [TurnResult])] = []
         for ratio in ratios {
             let opts = try CacheOptions.engineOptions(recompute: ratio, cacheMB: cacheMB, kvEncoding: kvEncoding, checkLayers: checkLayers, diskDirectory: nil)
@@ -115,13 +132,19 @@ struct BenchScenario: ParsableCommand {
             sweeps.append((ratio, results))
         }
 
-        if json { try printJSON(sc, model: model, sweeps: sweeps, maxTok: maxTok) } else { printTable(sc, model: model, sweeps: sweeps, maxTok: maxTok) }
+        if json { try printJSON(sc, model: model, sweeps: sweeps, maxTok: maxTok, cold: cold) } else { printTable(sc, model: model, sweeps: sweeps, maxTok: maxTok, cold: cold) }
     }
 
     func side(_ r: GenerationResult, kvBytes: Int, store: Int) -> Side {
         Side(ttft: r.stats.ttftSeconds, reused: r.stats.reusedTokens, blended: r.stats.reusedBlended,
              recomputed: r.stats.recomputed, fresh: r.stats.computedFresh, kvBytes: kvBytes, storeBytes: store,
              answer: r.text, tokens: r.tokens, stats: r.stats)
+    }
+
+    /// Medians of the cold-cache check (first turn, fresh cached engine vs baseline).
+    struct ColdCheck {
+        var cachedTTFT = 0.0, baselineTTFT = 0.0, pairs = 0
+        var overhead: Double { baselineTTFT > 0 ? cachedTTFT / baselineTTFT - 1 : 0 }
     }
 
     struct Summary {
@@ -135,7 +158,7 @@ struct BenchScenario: ParsableCommand {
         var longTurn: TurnResult?
     }
 
-    func summarize(_ r: [TurnResult]) -> Summary {
+    func summarize(_ r: [TurnResult], cold: ColdCheck) -> Summary {
         let warm = r.dropFirst()
         let reused = r.reduce(0) { $0 + $1.cached.reused }, prompt = r.reduce(0) { $0 + $1.promptTokens }
         // The turn where the prompt first passes 2000 tokens.
@@ -143,7 +166,7 @@ struct BenchScenario: ParsableCommand {
         return Summary(
             meanRatio: r.map(\.ttftRatio).reduce(0, +) / Double(max(1, r.count)),
             warmMeanRatio: warm.isEmpty ? 0 : warm.map(\.ttftRatio).reduce(0, +) / Double(warm.count),
-            coldOverhead: r.first.map { $0.cached.ttft / max($0.baseline.ttft, 1e-9) - 1 } ?? 0,
+            coldOverhead: cold.overhead,
             meanKL: r.map(\.answerKL).reduce(0, +) / Double(max(1, r.count)),
             identicalTurns: r.filter(\.identical).count,
             firstTokenAgreeTurns: r.filter(\.firstTokenAgree).count,
@@ -161,7 +184,7 @@ struct BenchScenario: ParsableCommand {
                 "store   : \(kvEncoding) (\(KVEncoding(name: kvEncoding)?.bytesPerToken(layers: model.config.layers, kvDim: model.config.kvDim) ?? 0) bytes/token), \(cacheMB) MiB RAM; history from the baseline's answers"]
     }
 
-    func printTable(_ sc: Scenario, model: LlamaModel, sweeps: [(Double, [TurnResult])], maxTok: Int) {
+    func printTable(_ sc: Scenario, model: LlamaModel, sweeps: [(Double, [TurnResult])], maxTok: Int, cold: ColdCheck) {
         for line in header(sc, model: model, maxTok: maxTok) { print(line) }
         for (ratio, results) in sweeps {
             print("")
@@ -173,10 +196,10 @@ struct BenchScenario: ParsableCommand {
                              t.cached.recomputed, t.cached.fresh, t.baseline.ttft * 1000, t.ttftRatio, t.answerKL,
                              t.firstTokenAgree ? "yes" : "NO ", t.identical ? "yes" : "NO"))
             }
-            let s = summarize(results)
-            print(String(format: "mean speed-up %.1fx (turns 2+: %.1fx) · hit rate %.1f%% of prompt tokens · mean answer KL %.4f · identical answers %d/%d · first token agrees %d/%d · cold-cache overhead %+.1f%%",
+            let s = summarize(results, cold: cold)
+            print(String(format: "mean speed-up %.1fx (turns 2+: %.1fx) · hit rate %.1f%% of prompt tokens · mean answer KL %.4f · identical answers %d/%d · first token agrees %d/%d · cold-cache overhead %+.1f%% (median of %d first-turn pairs: %.0f vs %.0f ms)",
                          s.meanRatio, s.warmMeanRatio, s.hitRate * 100, s.meanKL, s.identicalTurns, results.count,
-                         s.firstTokenAgreeTurns, results.count, s.coldOverhead * 100))
+                         s.firstTokenAgreeTurns, results.count, s.coldOverhead * 100, cold.pairs, cold.cachedTTFT * 1000, cold.baselineTTFT * 1000))
             if let l = s.longTurn {
                 print(String(format: "first turn past 2000 prompt tokens: turn %d, %d tokens, %d new: cached %.0f ms vs baseline %.0f ms = %.1fx",
                              l.index, l.promptTokens, l.promptTokens - l.cached.reused, l.cached.ttft * 1000, l.baseline.ttft * 1000, l.ttftRatio))
@@ -186,13 +209,13 @@ struct BenchScenario: ParsableCommand {
             print("\nrecompute ratio vs quality and speed:")
             print("ratio   mean answer KL   mean speed-up (turns 2+)   identical")
             for (ratio, results) in sweeps {
-                let s = summarize(results)
+                let s = summarize(results, cold: cold)
                 print(String(format: "%4.0f%%   %14.4f   %24.1fx   %d/%d", ratio * 100, s.meanKL, s.warmMeanRatio, s.identicalTurns, results.count))
             }
         }
     }
 
-    func printJSON(_ sc: Scenario, model: LlamaModel, sweeps: [(Double, [TurnResult])], maxTok: Int) throws {
+    func printJSON(_ sc: Scenario, model: LlamaModel, sweeps: [(Double, [TurnResult])], maxTok: Int, cold: ColdCheck) throws {
         func sideJSON(_ s: Side) -> [String: Any] {
             ["ttft_ms": s.ttft * 1000, "reused_tokens": s.reused, "blended_tokens": s.blended,
              "recomputed_tokens": s.recomputed, "fresh_tokens": s.fresh, "kv_bytes": s.kvBytes,
@@ -203,11 +226,13 @@ struct BenchScenario: ParsableCommand {
         let m = MachineInfo.current
         var runs: [[String: Any]] = []
         for (ratio, results) in sweeps {
-            let s = summarize(results)
+            let s = summarize(results, cold: cold)
             var summary: [String: Any] = [
                 "mean_ttft_ratio": s.meanRatio, "warm_mean_ttft_ratio": s.warmMeanRatio, "hit_rate": s.hitRate,
                 "mean_answer_kl": s.meanKL, "identical_turns": s.identicalTurns, "first_token_agree_turns": s.firstTokenAgreeTurns,
                 "turns": results.count, "cold_overhead": s.coldOverhead,
+                "cold_check": ["pairs": cold.pairs, "cached_ttft_ms_median": cold.cachedTTFT * 1000,
+                               "baseline_ttft_ms_median": cold.baselineTTFT * 1000],
             ]
             if let l = s.longTurn { summary["first_turn_past_2000"] = ["turn": l.index, "prompt_tokens": l.promptTokens, "ttft_ratio": l.ttftRatio] }
             runs.append([
