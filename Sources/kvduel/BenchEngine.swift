@@ -17,10 +17,28 @@ struct BenchEngine: ParsableCommand {
     @Flag(help: "Print JSON.") var json = false
 
     func run() throws {
+        guard threads > 0 else { throw CLIError("--threads must be positive, got \(threads)") }
         let model = try modelOptions.load()
+        let parts = extend.split(separator: "+", omittingEmptySubsequences: false).map { Int($0.trimmingCharacters(in: .whitespaces)) }
+        if !extend.isEmpty {
+            guard parts.count == 2, let c = parts[0], let n = parts[1], c > 0, n > 0 else {
+                throw CLIError("--extend takes C+N (cached tokens + new tokens, both positive), got '\(extend)'")
+            }
+            guard c + n + decode <= model.config.contextLength else {
+                throw CLIError("--extend \(extend) plus \(decode) decoded tokens exceeds the model's context of \(model.config.contextLength) tokens")
+            }
+        }
+        let lengths = try prefill.split(separator: ",").map { item -> Int in
+            guard let n = Int(item.trimmingCharacters(in: .whitespaces)), n > 0, n <= model.config.contextLength else {
+                throw CLIError("--prefill takes token counts from 1 to the model's context (\(model.config.contextLength)), got '\(item)'")
+            }
+            return n
+        }
+        guard decode >= 0, 16 + decode <= model.config.contextLength else {
+            throw CLIError("--decode takes 0 to \(model.config.contextLength - 16) tokens, got \(decode)")
+        }
         let ctx = LlamaContext(model: model, threads: threads)
         var rng = SplitMix64(seed: 42)
-        let lengths = prefill.split(separator: ",").compactMap { Int($0) }
         let vocab = Int32(model.config.vocabSize)
         func randomTokens(_ n: Int) -> [Int32] { (0..<n).map { _ in Int32(rng.next() % UInt64(vocab - 1000)) + 500 } }
 
@@ -58,9 +76,7 @@ struct BenchEngine: ParsableCommand {
         // Extend: N new tokens on top of C cached ones (a multi-turn chat's next turn with its
         // prefix reused), then greedy decode at that context.
         var extendFigure: (context: Int, new: Int, ms: Double, decode: Double)?
-        let parts = extend.split(separator: "+").compactMap { Int($0) }
-        if parts.count == 2, parts[0] > 0, parts[1] > 0 {
-            let (c, n) = (parts[0], parts[1])
+        if parts.count == 2, let c = parts[0], let n = parts[1], c > 0, n > 0 {
             let cache = KVState(config: model.config, capacity: c + n + decode + 1)
             ctx.forward(tokens: randomTokens(c), positions: (0..<Int32(c)).map { $0 }, cache: cache, logits: .none)
             let new = randomTokens(n)

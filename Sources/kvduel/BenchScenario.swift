@@ -53,6 +53,7 @@ struct BenchScenario: ParsableCommand {
     }
 
     func run() throws {
+        guard threads > 0 else { throw CLIError("--threads must be positive, got \(threads)") }
         let sc: Scenario
         do { sc = try Scenario.load(path: scenario) } catch { throw CLIError("\(error)") }
         let ratios = try recompute.split(separator: ",").map { s -> Double in

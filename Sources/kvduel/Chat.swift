@@ -28,7 +28,7 @@ struct Chat: ParsableCommand {
     func run() throws {
         guard let sched = Schedule(rawValue: schedule) else { throw CLIError("--schedule must be parallel or alternate, got '\(schedule)'") }
         guard ["default", "presentation", "mono"].contains(theme) else { throw CLIError("--theme must be default, presentation or mono") }
-        guard threads > 0 else { throw CLIError("--threads must be positive") }
+        guard threads > 0 else { throw CLIError("--threads must be positive, got \(threads)") }
         let perEngine = sched == .parallel ? max(1, threads / 2) : threads
         let options = try cacheOptions.engineOptions(diskDirectory: noDisk ? nil : ModelOptions.cacheDir + "/kv")
 

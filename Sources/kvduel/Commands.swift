@@ -35,6 +35,7 @@ struct Generate: ParsableCommand {
     @Flag(help: "About 15-bit activations in matrix products (a second int8 pass over the rounding residual): float32-like results at about half the speed.") var preciseActivations = false
 
     func run() throws {
+        guard threads > 0 else { throw CLIError("--threads must be positive, got \(threads)") }
         let text = try readPrompt(text: prompt, file: promptFile)
         let model = try modelOptions.load()
         let tok = try loadTokenizer(model.file)
@@ -112,6 +113,7 @@ struct Logits: ParsableCommand {
     @Flag(help: "Print JSON.") var json = false
 
     func run() throws {
+        guard threads > 0 else { throw CLIError("--threads must be positive, got \(threads)") }
         let model = try modelOptions.load()
         let tok = try loadTokenizer(model.file)
         let ids: [Int32]
