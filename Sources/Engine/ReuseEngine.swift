@@ -281,19 +281,13 @@ public final class ReuseEngine: InferenceEngine {
         let positions = entry.positions
         let r = cache.append(tokens: Array(tokens[skip...]), positions: Array(positions[skip...]))
         let d = cache.kvDim
-        if skip == 0 {
-            for l in 0..<cache.config.layers {
-                entry.decode(.k, layer: l, into: cache.keys(layer: l) + r.lowerBound * d)
-                entry.decode(.v, layer: l, into: cache.values(layer: l) + r.lowerBound * d)
-            }
-        } else {
-            var tmp = [Float](repeating: 0, count: entry.tokenCount * d)
-            tmp.withUnsafeMutableBufferPointer { t in
+        var tk = [Float](repeating: 0, count: entry.tokenCount * d), tv = tk
+        tk.withUnsafeMutableBufferPointer { kb in
+            tv.withUnsafeMutableBufferPointer { vb in
                 for l in 0..<cache.config.layers {
-                    entry.decode(.k, layer: l, into: t.baseAddress!)
-                    (cache.keys(layer: l) + r.lowerBound * d).update(from: t.baseAddress! + skip * d, count: r.count * d)
-                    entry.decode(.v, layer: l, into: t.baseAddress!)
-                    (cache.values(layer: l) + r.lowerBound * d).update(from: t.baseAddress! + skip * d, count: r.count * d)
+                    entry.decode(.k, layer: l, into: kb.baseAddress!)
+                    entry.decode(.v, layer: l, into: vb.baseAddress!)
+                    cache.write(layer: l, slot: r.lowerBound, k: kb.baseAddress! + skip * d, v: vb.baseAddress! + skip * d, count: r.count)
                 }
             }
         }

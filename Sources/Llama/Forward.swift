@@ -108,19 +108,12 @@ public final class LlamaContext: @unchecked Sendable {
             for t in 0..<T { Kernels.rmsnorm(x + t * D, L.attnNorm, xn + t * D, dim: D, eps: c.normEps) }
             Kernels.matmul(xn, rows: T, L.wqkv, buf.qkv, q: quant, pool: pool, precise: preciseActivations)     // [T, D+2KV]
             let checking = blend?.checkLayers.contains(l) ?? false
-            let Kc = cache.keys(layer: l), Vc = cache.values(layer: l)
             for t in 0..<T {
                 rope.apply(q + t * QKV, heads: c.heads, table: table, row: t)
                 rope.apply(k + t * QKV, heads: c.kvHeads, table: table, row: t)
                 if checking && isCandidate[rowOrigin[t]] {
                     // Deviation of the fresh K/V from the loaded K/V still in the slot.
-                    let s = slotIndex[t]
-                    var d: Float = 0
-                    for i in 0..<KV {
-                        let dk = k[t * QKV + i] - Kc[s * KV + i], dv = v[t * QKV + i] - Vc[s * KV + i]
-                        d += dk * dk + dv * dv
-                    }
-                    deviation[rowOrigin[t]] += d
+                    deviation[rowOrigin[t]] += cache.squaredDeviation(layer: l, slot: slotIndex[t], k: k + t * QKV, v: v + t * QKV)
                 }
                 // K (rotated) and V into the cache.
                 cache.write(layer: l, slot: slotIndex[t], k: k + t * QKV, v: v + t * QKV, count: 1)
@@ -195,10 +188,9 @@ public final class LlamaContext: @unchecked Sendable {
     /// prefilled alone, in any batch, or decoded.
     private func attention(q qp: UnsafeMutablePointer<Float>, ldq: Int, positions: [Int32], cache: KVState, layer: Int, out: UnsafeMutablePointer<Float>) {
         let c = config
-        let T = positions.count, D = c.dim, KV = c.kvDim, Dh = c.headDim, G = c.groupSize, H = c.heads
+        let T = positions.count, D = c.dim, Dh = c.headDim, G = c.groupSize, H = c.heads
         let n = cache.count
         let scale = 1 / Float(Dh).squareRoot()
-        let K = cache.keys(layer: layer), V = cache.values(layer: layer)
         let slotPos = cache.positions
         // Keys a query can see end at the last slot whose position is ≤ its own.
         // With suffixMin[e] = min(slotPos[e..<n]) (non-decreasing in e), that end is the first e
@@ -241,7 +233,8 @@ public final class LlamaContext: @unchecked Sendable {
                                     qpos.append(pp[t]); counts.append(vis[t])
                                 }
                             }
-                            kv_attend(Int32(qs.count), qs, qpos, counts, K + g * Dh, V + g * Dh, KV, sp,
+                            kv_attend(Int32(qs.count), qs, qpos, counts, cache.keys(layer: layer, head: g),
+                                      cache.values(layer: layer, head: g), Dh, sp,
                                       scale, Int32(Dh), scores, ldScores, outs)
                         }
                     }

@@ -17,8 +17,11 @@ public final class KVState: @unchecked Sendable {
     public private(set) var capacity = 0
     public private(set) var positions: [Int32] = []
     public private(set) var tokens: [Int32] = []
-    private var k: [UnsafeMutablePointer<Float>] = []   // per layer: [capacity, kvDim]
-    private var v: [UnsafeMutablePointer<Float>] = []   // per layer: [capacity, kvDim]
+    // Per layer, one plane per K/V head: [kvHeads][capacity][headDim]. A head's keys (and values)
+    // for consecutive slots are contiguous, so attention streams them without striding over the
+    // other heads. The API below speaks in rows of kvDim = kvHeads·headDim values per slot.
+    private var k: [UnsafeMutablePointer<Float>] = []
+    private var v: [UnsafeMutablePointer<Float>] = []
 
     public init(config: LlamaConfig, capacity: Int = 256) {
         self.config = config
@@ -31,20 +34,25 @@ public final class KVState: @unchecked Sendable {
     /// Bytes of K and V held for the occupied slots (float32).
     public var bytes: Int { count * config.kvBytesPerTokenF32 }
 
-    public func keys(layer: Int) -> UnsafeMutablePointer<Float> { k[layer] }
-    public func values(layer: Int) -> UnsafeMutablePointer<Float> { v[layer] }
+    /// K/V head `head` of a layer: `[capacity, headDim]`, slot `i` at `i * headDim`. Valid until
+    /// the next call that changes the capacity.
+    public func keys(layer: Int, head: Int) -> UnsafeMutablePointer<Float> { k[layer] + head * capacity * config.headDim }
+    public func values(layer: Int, head: Int) -> UnsafeMutablePointer<Float> { v[layer] + head * capacity * config.headDim }
 
     public func reserve(_ n: Int) {
         guard n > capacity else { return }
         let newCap = max(n, capacity * 2, 16)
-        let d = kvDim
+        let dh = config.headDim, heads = config.kvHeads, oldCap = capacity
         func grow(_ old: [UnsafeMutablePointer<Float>]) -> [UnsafeMutablePointer<Float>] {
             (0..<config.layers).map { l in
-                let p = UnsafeMutablePointer<Float>.allocate(capacity: newCap * d)
+                let p = UnsafeMutablePointer<Float>.allocate(capacity: heads * newCap * dh)
                 // Zeroed: a slot claimed but not yet computed must never hold NaN bit patterns
                 // (masked attention weights are 0, and 0 · NaN is NaN).
-                p.initialize(repeating: 0, count: newCap * d)
-                if l < old.count { p.update(from: old[l], count: count * d); old[l].deallocate() }
+                p.initialize(repeating: 0, count: heads * newCap * dh)
+                if l < old.count {
+                    for h in 0..<heads { (p + h * newCap * dh).update(from: old[l] + h * oldCap * dh, count: count * dh) }
+                    old[l].deallocate()
+                }
                 return p
             }
         }
@@ -77,10 +85,13 @@ public final class KVState: @unchecked Sendable {
     public func remove(_ range: Range<Int>) {
         precondition(range.lowerBound >= 0 && range.upperBound <= count)
         guard !range.isEmpty else { return }
-        let d = kvDim, tail = count - range.upperBound
+        let dh = config.headDim, tail = count - range.upperBound
         for l in 0..<config.layers {
-            (k[l] + range.lowerBound * d).update(from: k[l] + range.upperBound * d, count: tail * d)
-            (v[l] + range.lowerBound * d).update(from: v[l] + range.upperBound * d, count: tail * d)
+            for h in 0..<config.kvHeads {
+                let kh = keys(layer: l, head: h), vh = values(layer: l, head: h)
+                (kh + range.lowerBound * dh).update(from: kh + range.upperBound * dh, count: tail * dh)
+                (vh + range.lowerBound * dh).update(from: vh + range.upperBound * dh, count: tail * dh)
+            }
         }
         tokens.removeSubrange(range)
         positions.removeSubrange(range)
@@ -98,27 +109,67 @@ public final class KVState: @unchecked Sendable {
 
     /// Appends slots `slots` of `other` (K, V, tokens, positions) to this cache.
     public func copy(from other: KVState, slots: Range<Int>) {
-        let d = kvDim
+        let dh = config.headDim
         let dst = append(tokens: Array(other.tokens[slots]), positions: Array(other.positions[slots]))
         for l in 0..<config.layers {
-            (k[l] + dst.lowerBound * d).update(from: other.k[l] + slots.lowerBound * d, count: slots.count * d)
-            (v[l] + dst.lowerBound * d).update(from: other.v[l] + slots.lowerBound * d, count: slots.count * d)
+            for h in 0..<config.kvHeads {
+                (keys(layer: l, head: h) + dst.lowerBound * dh).update(from: other.keys(layer: l, head: h) + slots.lowerBound * dh, count: slots.count * dh)
+                (values(layer: l, head: h) + dst.lowerBound * dh).update(from: other.values(layer: l, head: h) + slots.lowerBound * dh, count: slots.count * dh)
+            }
         }
     }
 
     /// Reads K and V of `slots` in one layer, as [slots.count, kvDim] each.
     public func read(layer: Int, slots: Range<Int>) -> (k: [Float], v: [Float]) {
-        let d = kvDim
-        return (Array(UnsafeBufferPointer(start: k[layer] + slots.lowerBound * d, count: slots.count * d)),
-                Array(UnsafeBufferPointer(start: v[layer] + slots.lowerBound * d, count: slots.count * d)))
+        let n = slots.count, d = kvDim
+        var kOut = [Float](repeating: 0, count: n * d), vOut = kOut
+        kOut.withUnsafeMutableBufferPointer { kb in
+            vOut.withUnsafeMutableBufferPointer { vb in
+                read(layer: layer, slots: slots, k: kb.baseAddress!, v: vb.baseAddress!)
+            }
+        }
+        return (kOut, vOut)
     }
 
-    /// Writes K and V ([n, kvDim] each) into slots starting at `slot` in one layer.
-    public func write(layer: Int, slot: Int, k newK: UnsafePointer<Float>, v newV: UnsafePointer<Float>, count n: Int) {
+    /// Reads K and V of `slots` in one layer into [slots.count, kvDim] rows at `kOut` and `vOut`.
+    public func read(layer: Int, slots: Range<Int>, k kOut: UnsafeMutablePointer<Float>, v vOut: UnsafeMutablePointer<Float>) {
+        precondition(slots.lowerBound >= 0 && slots.upperBound <= count)
+        let dh = config.headDim, d = kvDim
+        for h in 0..<config.kvHeads {
+            let kh = keys(layer: layer, head: h), vh = values(layer: layer, head: h)
+            for (i, s) in slots.enumerated() {
+                (kOut + i * d + h * dh).update(from: kh + s * dh, count: dh)
+                (vOut + i * d + h * dh).update(from: vh + s * dh, count: dh)
+            }
+        }
+    }
+
+    /// Writes K and V ([n, kvDim] rows, `ld` apart) into slots starting at `slot` in one layer.
+    public func write(layer: Int, slot: Int, k newK: UnsafePointer<Float>, v newV: UnsafePointer<Float>, count n: Int, ld: Int? = nil) {
         precondition(slot >= 0 && slot + n <= count)
-        let d = kvDim
-        (k[layer] + slot * d).update(from: newK, count: n * d)
-        (v[layer] + slot * d).update(from: newV, count: n * d)
+        let dh = config.headDim, stride = ld ?? kvDim
+        for h in 0..<config.kvHeads {
+            let kh = keys(layer: layer, head: h), vh = values(layer: layer, head: h)
+            for i in 0..<n {
+                (kh + (slot + i) * dh).update(from: newK + i * stride + h * dh, count: dh)
+                (vh + (slot + i) * dh).update(from: newV + i * stride + h * dh, count: dh)
+            }
+        }
+    }
+
+    /// Σ over K and V of (new − held)² for one slot of one layer: how far freshly computed K/V
+    /// (rows of kvDim values) deviate from what the slot holds.
+    public func squaredDeviation(layer: Int, slot: Int, k newK: UnsafePointer<Float>, v newV: UnsafePointer<Float>) -> Float {
+        let dh = config.headDim
+        var d: Float = 0
+        for h in 0..<config.kvHeads {
+            let kh = keys(layer: layer, head: h) + slot * dh, vh = values(layer: layer, head: h) + slot * dh
+            for i in 0..<dh {
+                let dk = newK[h * dh + i] - kh[i], dv = newV[h * dh + i] - vh[i]
+                d += dk * dk + dv * dv
+            }
+        }
+        return d
     }
 
     /// Moves the slots in `range` by `delta` positions: their keys are re-rotated with RoPE by
@@ -127,9 +178,11 @@ public final class KVState: @unchecked Sendable {
         guard delta != 0, !range.isEmpty else { return }
         let rope = RoPE(config: config)
         let table = rope.table(positions: [delta])
+        let dh = config.headDim
         for l in 0..<config.layers {
-            for s in range {
-                rope.apply(k[l] + s * kvDim, heads: config.kvHeads, cos: table.cos, sin: table.sin)
+            for h in 0..<config.kvHeads {
+                let kh = keys(layer: l, head: h)
+                for s in range { rope.apply(kh + s * dh, heads: 1, cos: table.cos, sin: table.sin) }
             }
         }
         for s in range { positions[s] += delta }
