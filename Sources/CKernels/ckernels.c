@@ -95,6 +95,19 @@ static inline __m128 reduce4(__m256 a0, __m256 a1, __m256 a2, __m256 a3) {
     const __m256 t = _mm256_hadd_ps(_mm256_hadd_ps(a0, a1), _mm256_hadd_ps(a2, a3));
     return _mm_add_ps(_mm256_castps256_ps128(t), _mm256_extractf128_ps(t, 1));
 }
+
+// Stores the scores r of keys j..j+3 for a query at qpos that sees n slots: -inf where a slot's
+// position is after the query's, nothing past n.
+static inline void store_scores4(__m128 r, float *s, const int32_t *slot_pos, int j, int n, int32_t qpos) {
+    if (j + 4 <= n) {   // the common case: mask by position in registers
+        const __m128i sp = _mm_loadu_si128((const __m128i *)(slot_pos + j));
+        _mm_storeu_ps(s + j, _mm_blendv_ps(r, _mm_set1_ps(-INFINITY), _mm_castsi128_ps(_mm_cmpgt_epi32(sp, _mm_set1_epi32(qpos)))));
+        return;
+    }
+    float t[4];
+    _mm_storeu_ps(t, r);
+    for (int i = 0; i < 4 && j + i < n; i++) s[j + i] = slot_pos[j + i] <= qpos ? t[i] : -INFINITY;
+}
 #endif
 
 // Scores of two query heads (q0 at qpos0 seeing n0 slots, q1 likewise) for keys [j0, j1);
@@ -115,22 +128,8 @@ static void scores_chunk2(const float *q0, const float *q1, const float *K, size
             kk = _mm256_loadu_ps(k2 + d); a2 = _mm256_fmadd_ps(x0, kk, a2); b2 = _mm256_fmadd_ps(x1, kk, b2);
             kk = _mm256_loadu_ps(k3 + d); a3 = _mm256_fmadd_ps(x0, kk, a3); b3 = _mm256_fmadd_ps(x1, kk, b3);
         }
-        const __m128 r0 = _mm_mul_ps(reduce4(a0, a1, a2, a3), vs), r1 = _mm_mul_ps(reduce4(b0, b1, b2, b3), vs);
-        if (j0 + 4 <= n0 && j0 + 4 <= n1) {   // the common case: mask by position in registers
-            const __m128i sp = _mm_loadu_si128((const __m128i *)(slot_pos + j0));
-            const __m128 ninf = _mm_set1_ps(-INFINITY);
-            _mm_storeu_ps(s0 + j0, _mm_blendv_ps(r0, ninf, _mm_castsi128_ps(_mm_cmpgt_epi32(sp, _mm_set1_epi32(qpos0)))));
-            _mm_storeu_ps(s1 + j0, _mm_blendv_ps(r1, ninf, _mm_castsi128_ps(_mm_cmpgt_epi32(sp, _mm_set1_epi32(qpos1)))));
-            continue;
-        }
-        float t0[4], t1[4];
-        _mm_storeu_ps(t0, r0);
-        _mm_storeu_ps(t1, r1);
-        for (int i = 0; i < 4; i++) {
-            const int j = j0 + i;
-            if (j < n0) s0[j] = slot_pos[j] <= qpos0 ? t0[i] : -INFINITY;
-            if (j < n1) s1[j] = slot_pos[j] <= qpos1 ? t1[i] : -INFINITY;
-        }
+        store_scores4(_mm_mul_ps(reduce4(a0, a1, a2, a3), vs), s0, slot_pos, j0, n0, qpos0);
+        store_scores4(_mm_mul_ps(reduce4(b0, b1, b2, b3), vs), s1, slot_pos, j0, n1, qpos1);
     }
 #else
     (void)last;
@@ -149,7 +148,7 @@ static void scores_chunk2(const float *q0, const float *q1, const float *K, size
 static void scores_chunk1(const float *q0, const float *K, size_t ld, const int32_t *slot_pos, int j0, int j1,
                           int last, int32_t qpos0, int n0, float scale, int dh, float *s0) {
 #ifdef KV_AVX2
-    const __m128 vs = _mm_set1_ps(scale), ninf = _mm_set1_ps(-INFINITY);
+    const __m128 vs = _mm_set1_ps(scale);
     for (; j0 < j1; j0 += 8) {
         const float *k[8];
         for (int i = 0; i < 8; i++) k[i] = K + (size_t)(j0 + i < last ? j0 + i : last) * ld;
@@ -161,18 +160,8 @@ static void scores_chunk1(const float *q0, const float *K, size_t ld, const int3
             a4 = _mm256_fmadd_ps(x0, _mm256_loadu_ps(k[4] + d), a4); a5 = _mm256_fmadd_ps(x0, _mm256_loadu_ps(k[5] + d), a5);
             a6 = _mm256_fmadd_ps(x0, _mm256_loadu_ps(k[6] + d), a6); a7 = _mm256_fmadd_ps(x0, _mm256_loadu_ps(k[7] + d), a7);
         }
-        const __m128 r[2] = {_mm_mul_ps(reduce4(a0, a1, a2, a3), vs), _mm_mul_ps(reduce4(a4, a5, a6, a7), vs)};
-        for (int h = 0; h < 2; h++) {
-            const int jj = j0 + 4 * h;
-            if (jj + 4 <= n0) {
-                const __m128i sp = _mm_loadu_si128((const __m128i *)(slot_pos + jj));
-                _mm_storeu_ps(s0 + jj, _mm_blendv_ps(r[h], ninf, _mm_castsi128_ps(_mm_cmpgt_epi32(sp, _mm_set1_epi32(qpos0)))));
-            } else {
-                float t[4];
-                _mm_storeu_ps(t, r[h]);
-                for (int i = 0; i < 4; i++) if (jj + i < n0) s0[jj + i] = slot_pos[jj + i] <= qpos0 ? t[i] : -INFINITY;
-            }
-        }
+        store_scores4(_mm_mul_ps(reduce4(a0, a1, a2, a3), vs), s0, slot_pos, j0, n0, qpos0);
+        store_scores4(_mm_mul_ps(reduce4(a4, a5, a6, a7), vs), s0, slot_pos, j0 + 4, n0, qpos0);
     }
 #else
     scores_chunk2(q0, q0, K, ld, slot_pos, j0, j1, last, qpos0, qpos0, n0, 0, scale, dh, s0, s0);

@@ -141,6 +141,14 @@ void kv_quantize_rows(const float *x, size_t ldx, int rows, int k, int8_t *qa, f
 #define KV_MR 4   // activation rows per tile
 #endif
 
+// Row r of a tile's results into c[r][0 .. ncols).
+KV_ALWAYS void store_tile(const int MR, const __m256 *acc, float *const *c, int ncols) {
+    for (int r = 0; r < MR; r++) {
+        if (ncols == 8) _mm256_storeu_ps(c[r], acc[r]);
+        else { float t[8]; _mm256_storeu_ps(t, acc[r]); for (int j = 0; j < ncols; j++) c[r][j] = t[j]; }
+    }
+}
+
 // MR activation rows × one group of 8 output rows, Q4 weights.
 KV_ALWAYS void tile_q4(const int MR, int nb, const uint8_t *w, const int8_t *const *a, const float *const *da,
                        const float *const *sa, float *const *c, int ncols) {
@@ -170,10 +178,7 @@ KV_ALWAYS void tile_q4(const int MR, int nb, const uint8_t *w, const int8_t *con
             acc[r] = _mm256_fmadd_ps(m, _mm256_set1_ps(sa[r][b]), acc[r]);
         }
     }
-    for (int r = 0; r < MR; r++) {
-        if (ncols == 8) _mm256_storeu_ps(c[r], acc[r]);
-        else { float t[8]; _mm256_storeu_ps(t, acc[r]); for (int j = 0; j < ncols; j++) c[r][j] = t[j]; }
-    }
+    store_tile(MR, acc, c, ncols);
 }
 
 // MR activation rows × one group of 8 output rows, Q8 weights (sign trick: |w| · (a · sign w)).
@@ -199,10 +204,7 @@ KV_ALWAYS void tile_q8(const int MR, int nb, const uint8_t *w, const int8_t *con
         for (int r = 0; r < MR; r++)
             acc[r] = _mm256_fmadd_ps(_mm256_mul_ps(d, _mm256_set1_ps(da[r][b])), _mm256_cvtepi32_ps(s[r]), acc[r]);
     }
-    for (int r = 0; r < MR; r++) {
-        if (ncols == 8) _mm256_storeu_ps(c[r], acc[r]);
-        else { float t[8]; _mm256_storeu_ps(t, acc[r]); for (int j = 0; j < ncols; j++) c[r][j] = t[j]; }
-    }
+    store_tile(MR, acc, c, ncols);
 }
 #endif
 

@@ -107,7 +107,7 @@ public final class LlamaContext: @unchecked Sendable {
             // ---- attention block ----
             for t in 0..<T { Kernels.rmsnorm(x + t * D, L.attnNorm, xn + t * D, dim: D, eps: c.normEps) }
             Kernels.matmul(xn, rows: T, L.wqkv, buf.qkv, q: quant, pool: pool, precise: preciseActivations)     // [T, D+2KV]
-            let checking = blend?.checkLayers.contains(l) ?? false
+            let checking = checkOrder.contains(l)
             for t in 0..<T {
                 rope.apply(q + t * QKV, heads: c.heads, table: table, row: t)
                 rope.apply(k + t * QKV, heads: c.kvHeads, table: table, row: t)
@@ -146,7 +146,7 @@ public final class LlamaContext: @unchecked Sendable {
             for i in 0..<(T * D) { x[i] += tmp[i] }
 
             // ---- CacheBlend: after each check layer, keep fewer rows worth recomputing ----
-            if let plan = blend, checking, l < c.layers - 1, let stage = checkOrder.firstIndex(of: l) {
+            if let plan = blend, l < c.layers - 1, let stage = checkOrder.firstIndex(of: l) {
                 let target = max(0, plan.keep) * (checkOrder.count - stage)
                 let ranked = rowOrigin.filter { isCandidate[$0] }.sorted { deviation[$0] > deviation[$1] }
                 var keepOrigin = Set(ranked.prefix(target))

@@ -121,33 +121,25 @@ public final class KVState: @unchecked Sendable {
 
     /// Reads K and V of `slots` in one layer, as [slots.count, kvDim] each.
     public func read(layer: Int, slots: Range<Int>) -> (k: [Float], v: [Float]) {
-        let n = slots.count, d = kvDim
-        var kOut = [Float](repeating: 0, count: n * d), vOut = kOut
-        kOut.withUnsafeMutableBufferPointer { kb in
-            vOut.withUnsafeMutableBufferPointer { vb in
-                read(layer: layer, slots: slots, k: kb.baseAddress!, v: vb.baseAddress!)
+        precondition(slots.lowerBound >= 0 && slots.upperBound <= count)
+        let dh = config.headDim, d = kvDim
+        var kOut = [Float](repeating: 0, count: slots.count * d), vOut = kOut
+        for h in 0..<config.kvHeads {
+            let kh = keys(layer: layer, head: h), vh = values(layer: layer, head: h)
+            for (i, s) in slots.enumerated() {
+                for j in 0..<dh {
+                    kOut[i * d + h * dh + j] = kh[s * dh + j]
+                    vOut[i * d + h * dh + j] = vh[s * dh + j]
+                }
             }
         }
         return (kOut, vOut)
     }
 
-    /// Reads K and V of `slots` in one layer into [slots.count, kvDim] rows at `kOut` and `vOut`.
-    public func read(layer: Int, slots: Range<Int>, k kOut: UnsafeMutablePointer<Float>, v vOut: UnsafeMutablePointer<Float>) {
-        precondition(slots.lowerBound >= 0 && slots.upperBound <= count)
-        let dh = config.headDim, d = kvDim
-        for h in 0..<config.kvHeads {
-            let kh = keys(layer: layer, head: h), vh = values(layer: layer, head: h)
-            for (i, s) in slots.enumerated() {
-                (kOut + i * d + h * dh).update(from: kh + s * dh, count: dh)
-                (vOut + i * d + h * dh).update(from: vh + s * dh, count: dh)
-            }
-        }
-    }
-
-    /// Writes K and V ([n, kvDim] rows, `ld` apart) into slots starting at `slot` in one layer.
-    public func write(layer: Int, slot: Int, k newK: UnsafePointer<Float>, v newV: UnsafePointer<Float>, count n: Int, ld: Int? = nil) {
+    /// Writes K and V ([n, kvDim] each) into slots starting at `slot` in one layer.
+    public func write(layer: Int, slot: Int, k newK: UnsafePointer<Float>, v newV: UnsafePointer<Float>, count n: Int) {
         precondition(slot >= 0 && slot + n <= count)
-        let dh = config.headDim, stride = ld ?? kvDim
+        let dh = config.headDim, stride = kvDim
         for h in 0..<config.kvHeads {
             let kh = keys(layer: layer, head: h), vh = values(layer: layer, head: h)
             for i in 0..<n {

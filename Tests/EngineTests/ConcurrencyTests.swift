@@ -35,6 +35,17 @@ final class ConcurrencyTests: XCTestCase {
         return o
     }
 
+    /// Plays `requests` on each engine at the same time, one thread per engine.
+    static func playConcurrently(_ engines: [InferenceEngine], _ requests: [EngineRequest]) throws -> [Outcome] {
+        var results = [Result<Outcome, Error>?](repeating: nil, count: engines.count)
+        let lock = NSLock()
+        DispatchQueue.concurrentPerform(iterations: engines.count) { i in
+            let r = Result { try play(engines[i], requests) }
+            lock.lock(); results[i] = r; lock.unlock()
+        }
+        return try results.map { try XCTUnwrap($0).get() }
+    }
+
     func testBaselineAndReuseEnginesConcurrentlyEqualSequential() throws {
         let (model, tok) = try Fixture.tinyModel()
         let reqs = Self.requests() + Self.requests() + Self.requests()
@@ -46,13 +57,8 @@ final class ConcurrencyTests: XCTestCase {
             // Thread budgets 1 and 2: the second engine also fans out inside the parallel region.
             let base = BaselineEngine(model: model, tokenizer: tok, threads: round % 2 == 0 ? 1 : 2)
             let cached = try ReuseEngine(model: model, tokenizer: tok, threads: round % 2 == 0 ? 2 : 1, options: Fixture.tinyOptions())
-            var results: [Result<Outcome, Error>?] = [nil, nil]
-            let lock = NSLock()
-            DispatchQueue.concurrentPerform(iterations: 2) { i in
-                let r = Result { try Self.play(i == 0 ? base : cached, reqs) }
-                lock.lock(); results[i] = r; lock.unlock()
-            }
-            let gotBase = try XCTUnwrap(results[0]).get(), gotCached = try XCTUnwrap(results[1]).get()
+            let got = try Self.playConcurrently([base, cached], reqs)
+            let gotBase = got[0], gotCached = got[1]
             XCTAssertEqual(gotBase.tokens, wantBase.tokens, "round \(round): baseline tokens")
             XCTAssertEqual(gotCached.tokens, wantCached.tokens, "round \(round): cached tokens")
             for i in reqs.indices {
@@ -69,14 +75,9 @@ final class ConcurrencyTests: XCTestCase {
         let want = try Self.play(ReuseEngine(model: model, tokenizer: tok, threads: 1, options: Fixture.tinyOptions()), reqs)
         for round in 0..<10 {
             let engines = try (0..<2).map { _ in try ReuseEngine(model: model, tokenizer: tok, threads: 1, options: Fixture.tinyOptions()) }
-            var results: [Result<Outcome, Error>?] = [nil, nil]
-            let lock = NSLock()
-            DispatchQueue.concurrentPerform(iterations: 2) { i in
-                let r = Result { try Self.play(engines[i], reqs) }
-                lock.lock(); results[i] = r; lock.unlock()
-            }
+            let outcomes = try Self.playConcurrently(engines, reqs)
             for i in 0..<2 {
-                let got = try XCTUnwrap(results[i]).get()
+                let got = outcomes[i]
                 XCTAssertEqual(got.tokens, want.tokens, "round \(round) engine \(i)")
                 XCTAssertLessThanOrEqual(zip(got.logits, want.logits).map { maxAbsDiff($0, $1) }.max() ?? .infinity, 1e-4, "round \(round) engine \(i)")
             }
@@ -96,13 +97,8 @@ final class ConcurrencyTests: XCTestCase {
         let wantCached = try Self.play(ReuseEngine(model: model, tokenizer: tok, threads: 1), reqs)
         let base = BaselineEngine(model: model, tokenizer: tok, threads: 1)
         let cached = try ReuseEngine(model: model, tokenizer: tok, threads: 1)
-        var results: [Result<Outcome, Error>?] = [nil, nil]
-        let lock = NSLock()
-        DispatchQueue.concurrentPerform(iterations: 2) { i in
-            let r = Result { try Self.play(i == 0 ? base : cached, reqs) }
-            lock.lock(); results[i] = r; lock.unlock()
-        }
-        let gotBase = try XCTUnwrap(results[0]).get(), gotCached = try XCTUnwrap(results[1]).get()
+        let got = try Self.playConcurrently([base, cached], reqs)
+        let gotBase = got[0], gotCached = got[1]
         XCTAssertEqual(gotBase.tokens, wantBase.tokens)
         XCTAssertEqual(gotCached.tokens, wantCached.tokens)
         for i in reqs.indices {

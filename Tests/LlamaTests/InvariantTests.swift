@@ -22,6 +22,17 @@ final class InvariantTests: XCTestCase {
         return zip(a, b).map { abs($0 - $1) }.max() ?? .infinity
     }
 
+    /// Prefills `tokens` into `cache` in pieces of the given sizes; returns the last piece's logits.
+    func prefill(_ split: [Int], _ ctx: LlamaContext, _ cache: KVState) -> [Float] {
+        var start = 0
+        var got: [Float] = []
+        for n in split {
+            got = ctx.forward(tokens: Array(tokens[start..<(start + n)]), positions: positions(start..<(start + n)), cache: cache)
+            start += n
+        }
+        return got
+    }
+
     func full(_ m: LlamaModel, threads: Int = 1) -> [Float] {
         LlamaContext(model: m, threads: threads).forward(tokens: tokens, positions: positions(0..<tokens.count),
                                                          cache: KVState(config: m.config))
@@ -33,12 +44,7 @@ final class InvariantTests: XCTestCase {
         let ctx = LlamaContext(model: m, threads: 1)
         for split in [[5, 7], [2, 3, 7], [4, 4, 4]] {
             let cache = KVState(config: m.config)
-            var start = 0
-            var got: [Float] = []
-            for n in split {
-                got = ctx.forward(tokens: Array(tokens[start..<(start + n)]), positions: positions(start..<(start + n)), cache: cache)
-                start += n
-            }
+            let got = prefill(split, ctx, cache)
             XCTAssertLessThanOrEqual(maxDiff(got, want), 1e-3, "split \(split)")
             XCTAssertEqual(cache.count, tokens.count)
             XCTAssertEqual(cache.positions, positions(0..<tokens.count))
@@ -65,12 +71,7 @@ final class InvariantTests: XCTestCase {
             func run(_ split: [Int], threads: Int) -> (logits: [Float], k: [Float], v: [Float]) {
                 let ctx = LlamaContext(model: m, threads: threads)
                 let cache = KVState(config: m.config)
-                var start = 0
-                var got: [Float] = []
-                for n in split {
-                    got = ctx.forward(tokens: Array(tokens[start..<(start + n)]), positions: positions(start..<(start + n)), cache: cache)
-                    start += n
-                }
+                let got = prefill(split, ctx, cache)
                 var k: [Float] = [], v: [Float] = []
                 for l in 0..<m.config.layers {
                     let r = cache.read(layer: l, slots: 0..<tokens.count)
