@@ -3,7 +3,7 @@ SWIFT ?= swift
 BIN := .build/release/kvduel
 ARGS ?=
 
-.PHONY: run test setup build bench clean
+.PHONY: run test setup build bench reference clean
 
 run: setup build
 	$(BIN) $(ARGS)
@@ -23,6 +23,11 @@ test: setup
 
 bench: setup build
 	$(BIN) bench engine
+
+# Optional: llama.cpp (from PyPI's llama-cpp-python sdist, sha256-pinned) as the reference that
+# `bench engine` measures in the same run, and the tool that made the france-chat golden logits.
+reference:
+	@bash scripts/reference-llama-cpp.sh
 
 clean:
 	rm -rf .build
