@@ -14,11 +14,14 @@ struct BenchEngine: ParsableCommand {
     @Option(help: "Append N tokens to a cache of C tokens (\"C+N\", empty to skip): the work that exact prefix reuse leaves, then decode at that context.")
     var extend: String = "2000+50"
     @Option(help: "Repetitions per figure (the best is reported).") var repeats: Int = 2
+    @Option(help: "llama.cpp's llama-bench, measured in the same run as the reference (default: $KVDUEL_CACHE_DIR/llama.cpp/bin/llama-bench from `make reference`, then PATH; none to skip).")
+    var llamaBench: String?
     @Flag(help: "Print JSON.") var json = false
 
     func run() throws {
         guard threads > 0 else { throw CLIError("--threads must be positive, got \(threads)") }
         let model = try modelOptions.load()
+        let reference = try LlamaBench.locate(llamaBench)
         let parts = extend.split(separator: "+", omittingEmptySubsequences: false).map { Int($0.trimmingCharacters(in: .whitespaces)) }
         if !extend.isEmpty {
             guard parts.count == 2, let c = parts[0], let n = parts[1], c > 0, n > 0 else {
@@ -98,10 +101,17 @@ struct BenchEngine: ParsableCommand {
 
         let machine = MachineInfo.current
         let rss = MachineInfo.peakRSSBytes
-        // llama.cpp b4748 on this project's reference machine (2 threads, same Q4_1 file),
-        // from docs/platform notes: not measured in this run.
-        let reference: [Int: Double] = [512: 175, 2048: 149]
-        let referenceDecode = 89.0
+
+        // The reference, right after kvduel, on the same file, threads and lengths.
+        var llama: LlamaBench.Result?
+        var llamaError: String?
+        if let reference {
+            if !json { FileHandle.standardError.write(Data("measuring llama.cpp (\(reference.path))...\n".utf8)) }
+            do {
+                llama = try reference.run(model: modelOptions.resolvedPath, threads: threads, prompts: lengths,
+                                          decode: decode, repeats: repeats)
+            } catch { llamaError = "\(error)" }
+        }
 
         if json {
             var obj: [String: Any] = [
@@ -109,9 +119,20 @@ struct BenchEngine: ParsableCommand {
                 "model": model.config.name, "model_path": modelOptions.resolvedPath,
                 "decode_tokens": decode, "decode_tok_s": bestDecode, "peak_rss_bytes": rss,
             ]
-            obj["prefill"] = prefillRates.map { ["tokens": $0.0, "tok_s": $0.1, "ttft_ms": $0.2 * 1000] }
+            obj["prefill"] = prefillRates.map { (n, rate, ttft) -> [String: Any] in
+                var row: [String: Any] = ["tokens": n, "tok_s": rate, "ttft_ms": ttft * 1000]
+                if let r = llama?.prefill[n] { row["llama_cpp_tok_s"] = r; row["ratio"] = rate / r }
+                return row
+            }
             if let e = extendFigure {
                 obj["extend"] = ["context_tokens": e.context, "new_tokens": e.new, "ms": e.ms, "decode_tok_s": e.decode]
+            }
+            if let llama {
+                var ref: [String: Any] = ["build_commit": llama.commit, "path": reference!.path, "statistic": "best sample"]
+                if let d = llama.decode { ref["decode_tok_s"] = d; ref["decode_ratio"] = bestDecode / d }
+                obj["llama_cpp"] = ref
+            } else if let llamaError {
+                obj["llama_cpp_error"] = llamaError
             }
             let data = try JSONSerialization.data(withJSONObject: obj, options: [.prettyPrinted, .sortedKeys])
             print(String(decoding: data, as: UTF8.self))
@@ -121,18 +142,26 @@ struct BenchEngine: ParsableCommand {
         print("machine : \(machine.description), \(machine.cpus) CPUs")
         print("model   : \(model.config.name) (\(modelOptions.resolvedPath))")
         print("threads : \(threads)   (best of \(repeats) runs)")
+        if let llama {
+            print("llama.cpp: \(llama.commit), llama-bench -t \(threads) -r \(repeats), best sample, measured in this run after kvduel")
+        } else if let llamaError {
+            print("llama.cpp: not measured: \(llamaError)")
+        } else {
+            print("llama.cpp: not measured (build it with `make reference`, or pass --llama-bench PATH)")
+        }
         print("")
-        print("prompt tokens   prefill tok/s   TTFT ms   vs llama.cpp b4748 (reference figure, not this run)")
+        print("prompt tokens   prefill tok/s   TTFT ms   llama.cpp tok/s   kvduel / llama.cpp")
         for (n, rate, ttft) in prefillRates {
-            let ref = reference[n].map { String(format: "%.2fx of %.0f tok/s", rate / $0, $0) } ?? "-"
+            let ref = llama?.prefill[n].map { String(format: "%15.1f   %17.2fx", $0, rate / $0) } ?? String(format: "%15@   %18@", "-", "-")
             print(String(format: "%13d   %13.1f   %7.1f   %@", n, rate, ttft * 1000, ref))
         }
-        print(String(format: "decode %d tokens: %.1f tok/s   (%.2fx of llama.cpp tg128 %.0f tok/s, reference figure)",
-                     decode, bestDecode, bestDecode / referenceDecode, referenceDecode))
+        var decodeLine = String(format: "decode %d tokens: %.1f tok/s", decode, bestDecode)
+        if let d = llama?.decode { decodeLine += String(format: "   llama.cpp %.1f tok/s   %.2fx", d, bestDecode / d) }
+        print(decodeLine)
         if let e = extendFigure {
             print(String(format: "extend %d + %d tokens: %.1f ms, then decode %.1f tok/s at that context",
                          e.context, e.new, e.ms, e.decode))
         }
-        print(String(format: "peak RSS: %.1f MiB", Double(rss) / 1048576))
+        print(String(format: "peak RSS: %.1f MiB (kvduel, before llama-bench ran)", Double(rss) / 1048576))
     }
 }
