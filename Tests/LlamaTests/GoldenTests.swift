@@ -7,6 +7,8 @@ import XCTest
 /// Tolerances: top-1 equal, top-10 overlap ≥ 8, KL(reference ‖ kvduel) ≤ 0.01.
 final class GoldenTests: XCTestCase {
     static var model: LlamaModel?
+    /// `france-chat` is what `generate --chat --prompt "What is the capital of France?"` runs.
+    static let prompts = ["france", "chatml", "france-chat"]
 
     func loadModel() throws -> LlamaModel {
         if let m = Self.model { return m }
@@ -27,8 +29,12 @@ final class GoldenTests: XCTestCase {
 
     func reference(_ name: String) throws -> Reference {
         let dir = try XCTUnwrap(Bundle.module.url(forResource: "Fixtures", withExtension: nil))
-        let json = try JSONSerialization.jsonObject(with: Data(contentsOf: dir.appendingPathComponent("logits.json"))) as! [String: Any]
-        let prompt = (json["prompts"] as! [String: Any])[name] as! [String: Any]
+        // shared/reference's prompts are in logits.json; the ones made here have their own file.
+        func prompts(_ file: String) throws -> [String: Any] {
+            let json = try JSONSerialization.jsonObject(with: Data(contentsOf: dir.appendingPathComponent(file))) as! [String: Any]
+            return json["prompts"] as! [String: Any]
+        }
+        let prompt = try XCTUnwrap(try prompts("logits.json")[name] ?? prompts("\(name).json")[name], name) as! [String: Any]
         let ids = (prompt["prompt_ids"] as! [Int]).map(Int32.init)
         let greedy = ((prompt["greedy_32_ids"] as? [Int]) ?? []).map(Int32.init)
         let data = try Data(contentsOf: dir.appendingPathComponent("\(name).final_logits.f32"))
@@ -58,7 +64,7 @@ final class GoldenTests: XCTestCase {
 
     func testPrefillLogitsMatchLlamaCpp() throws {
         let m = try loadModel()
-        for name in ["france", "chatml"] {
+        for name in Self.prompts {
             let ref = try reference(name)
             let ctx = LlamaContext(model: m, threads: 2)
             let got = ctx.forward(tokens: ref.ids, positions: (0..<Int32(ref.ids.count)).map { $0 }, cache: KVState(config: m.config))
@@ -68,7 +74,7 @@ final class GoldenTests: XCTestCase {
 
     func testDecodePathLogitsMatchLlamaCpp() throws {
         let m = try loadModel()
-        for name in ["france", "chatml"] {
+        for name in Self.prompts {
             let ref = try reference(name)
             let ctx = LlamaContext(model: m, threads: 2)
             let cache = KVState(config: m.config)
@@ -83,7 +89,7 @@ final class GoldenTests: XCTestCase {
     /// the two differ, llama.cpp's token must be within 0.5 of our best logit (numerics, not a bug).
     func testGreedyContinuationFollowsLlamaCpp() throws {
         let m = try loadModel()
-        for name in ["france", "chatml"] {
+        for name in Self.prompts {
             let ref = try reference(name)
             guard !ref.greedy.isEmpty else { XCTFail("reference has no greedy continuation for \(name)"); continue }
             let ctx = LlamaContext(model: m, threads: 2)
