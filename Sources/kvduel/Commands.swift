@@ -26,6 +26,7 @@ struct Generate: ParsableCommand {
     @Option(help: "Prompt text.") var prompt: String?
     @Option(help: "Read the prompt from a file, byte for byte.") var promptFile: String?
     @Flag(help: "Wrap the prompt as a user message in the model's chat template (with its default system prompt).") var chat = false
+    @Option(help: "System prompt for --chat instead of the template's default (\"\" for none).") var system: String?
     @Option(help: "Maximum tokens to generate.") var maxTokens = 128
     @Option(help: "Sampling temperature (0 = greedy).") var temperature: Float = 0
     @Option(help: "Top-k (0 = off).") var topK = 40
@@ -40,9 +41,14 @@ struct Generate: ParsableCommand {
         let model = try modelOptions.load()
         let tok = try loadTokenizer(model.file)
         let t0 = Clock.now()
-        let rendered = chat
-            ? tok.chatTemplate.render(tok.chatTemplate.withDefaultSystemPrompt([.user(text)]), addGenerationPrompt: true)
-            : text
+        guard system == nil || chat else { throw CLIError("--system applies to --chat prompts; add --chat") }
+        let messages: [ChatMessage] = switch system {
+        case nil: tok.chatTemplate.withDefaultSystemPrompt([.user(text)])
+        case ""?: [.user(text)]
+        case let s?: [.system(s), .user(text)]
+        }
+        // Rendered message by message: `render` would put the default system prompt back.
+        let rendered = chat ? messages.map(tok.chatTemplate.renderMessage).joined() + tok.chatTemplate.generationPrompt : text
         let ids = tok.encode(rendered)
         guard !ids.isEmpty else { throw CLIError("the prompt is empty") }
         guard ids.count + maxTokens <= model.config.contextLength else {

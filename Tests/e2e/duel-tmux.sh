@@ -2,7 +2,7 @@
 # End-to-end: drives the real kvduel binary in tmux on the default model, as a person would.
 # 1 start at 160x45 · 2 ask · 3 both panes show TTFT · 4 Tab, Shift-Down moves a block, Tab, ask
 # again · 5 cached hit rate > 0 and the block order changed on screen · 6 resize · 7 Ctrl-C restores
-# the terminal. Prints "N passed, N failed" and exits non-zero on any failure.
+# the terminal · 8 `generate --chat` streams an answer with its timing line. Prints "N passed, N failed" and exits non-zero on any failure.
 set -u
 cd "$(dirname "$0")/../.."
 BIN=${KVDUEL_BIN:-.build/release/kvduel}
@@ -77,4 +77,14 @@ tmux send-keys -t "$S" "stty -a > $OUT/stty-after" Enter
 sleep 1
 if [ -f "$OUT/stty-after" ] && diff -q "$OUT/stty-before" "$OUT/stty-after" >/dev/null; then ok "terminal modes restored exactly"; else bad "terminal restored" "$(diff "$OUT/stty-before" "$OUT/stty-after" 2>&1)"; fi
 if screen | grep -q "EXIT=\|stty -a"; then ok "back on the shell's normal screen"; else bad "normal screen" "$(screen)"; fi
+
+# 8. generate: a chat answer and its timing line; a misused option is a one-line error.
+gen=$("$BIN" generate --chat --system "" --prompt "What is the capital of France?" --max-tokens 24 2>&1)
+if echo "$gen" | grep -q "Paris" && echo "$gen" | grep -qE "^\[16 prompt tokens · prefill [0-9.]+ tok/s · [0-9]+ generated"; then
+    ok "generate --chat --system \"\" answers Paris, with a timing line"
+else bad "generate --chat answers" "$gen"; fi
+err=$("$BIN" generate --system x --prompt hi 2>&1); rc=$?
+if [ $rc -ne 0 ] && [ "$(echo "$err" | wc -l)" -eq 1 ] && echo "$err" | grep -q "add --chat"; then
+    ok "generate --system without --chat: one-line error, status $rc"
+else bad "generate --system without --chat" "status $rc: $err"; fi
 finish
