@@ -9,7 +9,15 @@ func readPrompt(text: String?, file: String?) throws -> String {
     switch (text, file) {
     case (let t?, nil): return t
     case (nil, let f?):
-        guard let data = FileManager.default.contents(atPath: f) else { throw CLIError("cannot read prompt file: \(f)") }
+        // "-" is standard input; FileHandle also reads pipes such as /dev/stdin.
+        var isDir: ObjCBool = false
+        if f != "-" && FileManager.default.fileExists(atPath: f, isDirectory: &isDir) && isDir.boolValue {
+            throw CLIError("cannot read prompt file: \(f) is a directory")
+        }
+        guard let h = f == "-" ? FileHandle.standardInput : FileHandle(forReadingAtPath: f) else {
+            throw CLIError("cannot read prompt file: \(f)")
+        }
+        let data = h.readDataToEndOfFile()
         return String(decoding: data, as: UTF8.self)
     default: throw CLIError("give exactly one of --prompt and --prompt-file")
     }
@@ -24,7 +32,7 @@ struct Generate: ParsableCommand {
 
     @OptionGroup var modelOptions: ModelOptions
     @Option(help: "Prompt text.") var prompt: String?
-    @Option(help: "Read the prompt from a file, byte for byte.") var promptFile: String?
+    @Option(help: "Read the prompt from a file, byte for byte (- for standard input).") var promptFile: String?
     @Flag(help: "Wrap the prompt as a user message in the model's chat template (with its default system prompt).") var chat = false
     @Option(help: "System prompt for --chat instead of the template's default (\"\" for none).") var system: String?
     @Option(help: "Maximum tokens to generate.") var maxTokens = 128
@@ -88,7 +96,7 @@ struct Tokenize: ParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Print the token ids of a text (control tokens parsed, no BOS unless the model asks).")
 
     @OptionGroup var modelOptions: ModelOptions
-    @Option(help: "Text file, used byte for byte.") var textFile: String?
+    @Option(help: "Text file, used byte for byte (- for standard input).") var textFile: String?
     @Option(help: "Text.") var text: String?
     @Flag(help: "Print {\"ids\": [...]}.") var json = false
 
@@ -110,7 +118,7 @@ struct Logits: ParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Print the prompt's token ids and the final position's top logits.")
 
     @OptionGroup var modelOptions: ModelOptions
-    @Option(help: "Prompt file, used byte for byte.") var promptFile: String?
+    @Option(help: "Prompt file, used byte for byte (- for standard input).") var promptFile: String?
     @Option(help: "Token ids instead of a prompt file, comma-separated.") var ids: String?
     @Option(help: "How many top logits to print.") var top = 10
     @Option(help: "Write all final-position logits as raw little-endian float32.") var dump: String?
