@@ -152,7 +152,8 @@ struct BenchEngine: ParsableCommand {
         print("")
         print("prompt tokens   prefill tok/s   TTFT ms   llama.cpp tok/s   kvduel / llama.cpp")
         for (n, rate, ttft) in prefillRates {
-            let ref = llama?.prefill[n].map { String(format: "%15.1f   %17.2fx", $0, rate / $0) } ?? String(format: "%15@   %18@", "-", "-")
+            let ref = llama?.prefill[n].map { String(format: "%15.1f   %17.2fx", $0, rate / $0) }
+                ?? String(repeating: " ", count: 14) + "-" + String(repeating: " ", count: 20) + "-"
             print(String(format: "%13d   %13.1f   %7.1f   %@", n, rate, ttft * 1000, ref))
         }
         var decodeLine = String(format: "decode %d tokens: %.1f tok/s", decode, bestDecode)

@@ -48,7 +48,7 @@ struct LlamaBench {
         p.waitUntilExit()
         guard p.terminationStatus == 0 else {
             let last = String(decoding: errData, as: UTF8.self).split(separator: "\n").last.map(String.init) ?? ""
-            throw CLIError("llama-bench exited with status \(p.terminationStatus): \(last)")
+            throw CLIError("llama-bench exited with status \(p.terminationStatus)" + (last.isEmpty ? "" : ": \(last)"))
         }
         guard let rows = try? JSONSerialization.jsonObject(with: data) as? [[String: Any]] else {
             throw CLIError("llama-bench printed no JSON results")
