@@ -74,10 +74,30 @@ void kv_softmax(float *x, int n) {
 }
 
 void kv_rmsnorm(const float *x, const float *w, float *y, int n, float eps) {
-    double ss = 0;
-    for (int i = 0; i < n; i++) ss += (double)x[i] * x[i];
+    // Σx² in double, in 8 interleaved partial sums added in a fixed order.
+    double part[8] = {0};
+    int i = 0;
+#ifdef KV_AVX2
+    __m256d s0 = _mm256_setzero_pd(), s1 = s0;
+    for (; i + 8 <= n; i += 8) {
+        const __m256d a = _mm256_cvtps_pd(_mm_loadu_ps(x + i)), b = _mm256_cvtps_pd(_mm_loadu_ps(x + i + 4));
+        s0 = _mm256_add_pd(s0, _mm256_mul_pd(a, a));
+        s1 = _mm256_add_pd(s1, _mm256_mul_pd(b, b));
+    }
+    _mm256_storeu_pd(part, s0); _mm256_storeu_pd(part + 4, s1);
+#else
+    for (; i + 8 <= n; i += 8) for (int j = 0; j < 8; j++) part[j] += (double)x[i + j] * x[i + j];
+#endif
+    double ss = ((part[0] + part[4]) + (part[1] + part[5])) + ((part[2] + part[6]) + (part[3] + part[7]));
+    for (; i < n; i++) ss += (double)x[i] * x[i];
     const float scale = 1.0f / sqrtf((float)(ss / n) + eps);
-    for (int i = 0; i < n; i++) y[i] = x[i] * scale * w[i];
+    i = 0;
+#ifdef KV_AVX2
+    const __m256 vs = _mm256_set1_ps(scale);
+    for (; i + 8 <= n; i += 8)
+        _mm256_storeu_ps(y + i, _mm256_mul_ps(_mm256_mul_ps(_mm256_loadu_ps(x + i), vs), _mm256_loadu_ps(w + i)));
+#endif
+    for (; i < n; i++) y[i] = x[i] * scale * w[i];
 }
 
 // Attention of several query heads that share one K/V head, over cache slots: scores, softmax,

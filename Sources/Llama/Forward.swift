@@ -105,18 +105,25 @@ public final class LlamaContext: @unchecked Sendable {
         for l in 0..<c.layers {
             let L = w.layers[l]
             // ---- attention block ----
-            for t in 0..<T { Kernels.rmsnorm(x + t * D, L.attnNorm, xn + t * D, dim: D, eps: c.normEps) }
+            eachRow(T) { t in Kernels.rmsnorm(x + t * D, L.attnNorm, xn + t * D, dim: D, eps: c.normEps) }
             Kernels.matmul(xn, rows: T, L.wqkv, buf.qkv, q: quant, pool: pool, precise: preciseActivations)     // [T, D+2KV]
-            let checking = checkOrder.contains(l)
-            for t in 0..<T {
-                rope.apply(q + t * QKV, heads: c.heads, table: table, row: t)
-                rope.apply(k + t * QKV, heads: c.kvHeads, table: table, row: t)
-                if checking && isCandidate[rowOrigin[t]] {
-                    // Deviation of the fresh K/V from the loaded K/V still in the slot.
-                    deviation[rowOrigin[t]] += cache.squaredDeviation(layer: l, slot: slotIndex[t], k: k + t * QKV, v: v + t * QKV)
+            if checkOrder.contains(l) {
+                for t in 0..<T {
+                    rope.apply(q + t * QKV, heads: c.heads, table: table, row: t)
+                    rope.apply(k + t * QKV, heads: c.kvHeads, table: table, row: t)
+                    if isCandidate[rowOrigin[t]] {
+                        // Deviation of the fresh K/V from the loaded K/V still in the slot.
+                        deviation[rowOrigin[t]] += cache.squaredDeviation(layer: l, slot: slotIndex[t], k: k + t * QKV, v: v + t * QKV)
+                    }
+                    cache.write(layer: l, slot: slotIndex[t], k: k + t * QKV, v: v + t * QKV, count: 1)
                 }
-                // K (rotated) and V into the cache.
-                cache.write(layer: l, slot: slotIndex[t], k: k + t * QKV, v: v + t * QKV, count: 1)
+            } else {
+                // Rows write distinct slots, so they can go in parallel.
+                eachRow(T) { t in
+                    rope.apply(q + t * QKV, heads: c.heads, table: table, row: t)
+                    rope.apply(k + t * QKV, heads: c.kvHeads, table: table, row: t)
+                    cache.write(layer: l, slot: slotIndex[t], k: k + t * QKV, v: v + t * QKV, count: 1)   // K (rotated) and V
+                }
             }
             // Last layer: every row's K/V is in the cache now; only the rows whose logits are
             // asked for need the rest (llama.cpp skips the others the same way).
@@ -131,19 +138,17 @@ public final class LlamaContext: @unchecked Sendable {
             }
             attention(q: q, ldq: QKV, positions: pos, cache: cache, layer: l, out: att)
             Kernels.matmul(att, rows: T, L.wo, tmp, q: quant, pool: pool, precise: preciseActivations)          // [T, D]
-            for i in 0..<(T * D) { x[i] += tmp[i] }
 
-            // ---- feed-forward block (SwiGLU) ----
-            for t in 0..<T { Kernels.rmsnorm(x + t * D, L.ffnNorm, xn + t * D, dim: D, eps: c.normEps) }
+            // ---- feed-forward block (SwiGLU), after the residual ----
+            eachRow(T) { t in
+                for i in (t * D)..<((t + 1) * D) { x[i] += tmp[i] }
+                Kernels.rmsnorm(x + t * D, L.ffnNorm, xn + t * D, dim: D, eps: c.normEps)
+            }
             Kernels.matmul(xn, rows: T, L.wGateUp, buf.gu, q: quant, pool: pool, precise: preciseActivations)   // [T, 2F]
             // gate = silu(gate) · up, row by row
-            if T == 1 { Kernels.siluMul(gate, up, F) } else {
-                parallelRanges(T, pool: pool) { rows in
-                    for t in rows { Kernels.siluMul(gate + t * F2, up + t * F2, F) }
-                }
-            }
+            eachRow(T) { t in Kernels.siluMul(gate + t * F2, up + t * F2, F) }
             Kernels.matmul(gate, rows: T, lda: F2, L.wDown, tmp, q: quant, pool: pool, precise: preciseActivations) // [T, D]
-            for i in 0..<(T * D) { x[i] += tmp[i] }
+            eachRow(T) { t in for i in (t * D)..<((t + 1) * D) { x[i] += tmp[i] } }
 
             // ---- CacheBlend: after each check layer, keep fewer rows worth recomputing ----
             if let plan = blend, l < c.layers - 1, let stage = checkOrder.firstIndex(of: l) {
@@ -181,6 +186,14 @@ public final class LlamaContext: @unchecked Sendable {
     }
 
     // MARK: - pieces
+
+    /// `body(t)` for every row of a batch: split across the workers for batches of 8 or more rows
+    /// (each row's arithmetic is the same either way), inline for decode-sized batches.
+    @inline(__always)
+    private func eachRow(_ T: Int, _ body: (Int) -> Void) {
+        if T < 8 { for t in 0..<T { body(t) }; return }
+        parallelRanges(T, pool: pool) { rows in for t in rows { body(t) } }
+    }
 
     /// Causal-by-position attention of the batch's queries over the whole cache (GQA).
     /// Query row t, head h is at `qp + t * ldq + h * Dh`. Each (query, head) pair is one work item
