@@ -51,12 +51,17 @@ fi
 
 echo "llama.cpp: building llama-bench and kvduel-dump-logits (about 5 minutes)..."
 "$CMAKE" -S "$src" -B "$build" -DCMAKE_BUILD_TYPE=Release -DBUILD_SHARED_LIBS=OFF \
-    -DLLAMA_CURL=OFF -DGGML_NATIVE=ON >"$tmp/configure.log" 2>&1 || { cat "$tmp/configure.log" >&2; exit 1; }
+    -DLLAMA_CURL=OFF -DGGML_NATIVE=ON -DGGML_METAL=OFF >"$tmp/configure.log" 2>&1 || { cat "$tmp/configure.log" >&2; exit 1; }
 "$CMAKE" --build "$build" -j "$JOBS" --target llama-bench llama >"$tmp/build.log" 2>&1 || { tail -30 "$tmp/build.log" >&2; exit 1; }
 mkdir -p "$DEST/bin"
 cp "$build/bin/llama-bench" "$DEST/bin/"
 libs="$(find "$build" -name 'libllama.a' -o -name 'libggml*.a' | sort -r | tr '\n' ' ')"
 openmp="$(sed -n 's/^OpenMP_C_FLAGS:STRING=//p' "$build/CMakeCache.txt")"   # ggml uses OpenMP when found
+if [ "$(uname)" = Darwin ]; then   # untested: ld64 needs no group flags; ggml links Accelerate
+    link="$libs -framework Accelerate"
+else
+    link="-Wl,--start-group $libs -Wl,--end-group"
+fi
 c++ -O2 -x c "$HERE/reference/dump-logits.c" -x none -I"$src/include" -I"$src/ggml/include" \
-    -Wl,--start-group $libs -Wl,--end-group $openmp -lpthread -lm -o "$DEST/bin/kvduel-dump-logits"
+    $link $openmp -lpthread -lm -o "$DEST/bin/kvduel-dump-logits"
 echo "llama.cpp: $DEST/bin (llama-bench, kvduel-dump-logits; commit 7841fc7)"
