@@ -15,10 +15,12 @@ build:
 	$(SWIFT) build -c release --product kvduel
 
 # Tests run optimised: the golden tests run the real model, which is too slow unoptimised.
-test: setup
-	$(SWIFT) build -c release --build-tests
-	$(SWIFT) build -c release --product kvduel
-	KVDUEL_REQUIRE_MODEL=$${KVDUEL_REQUIRE_MODEL:-1} $(SWIFT) test -c release --skip-build
+# They build in their own scratch path: a testable build in .build would make the next
+# `make run` recompile everything.
+TEST_SCRATCH := .build-tests
+test: setup build
+	$(SWIFT) build -c release --build-tests --scratch-path $(TEST_SCRATCH)
+	KVDUEL_REQUIRE_MODEL=$${KVDUEL_REQUIRE_MODEL:-1} $(SWIFT) test -c release --skip-build --scratch-path $(TEST_SCRATCH)
 	bash Tests/e2e/duel-tmux.sh
 
 bench: setup build
@@ -30,4 +32,4 @@ reference:
 	@bash scripts/reference-llama-cpp.sh
 
 clean:
-	rm -rf .build
+	rm -rf .build $(TEST_SCRATCH)
