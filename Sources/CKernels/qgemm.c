@@ -103,10 +103,6 @@ void kv_qpack_q8_0(const uint8_t *src, size_t src_row_bytes, int rows, int k, ui
         }
 }
 
-// One block of 32 activations to int8: scale d = max|x|/127, codes roundf(x · (1/d)) (halves away
-// from zero); returns Σ codes. llama.cpp's AVX2 q8_1 multiplies by 127/max|x| and rounds halves to
-// even instead: that agreed with its logits slightly *less* on the golden prompts (KL 0.0112 vs
-// 0.0068 on france-chat), the rest of its arithmetic (f16 K/V, Q and softmax) differing anyway.
 #ifdef KV_AVX2
 // roundf for 8 floats: truncate, then step away from zero when the dropped part is ≥ 1/2
 // (x − trunc(x) is exact in float).
@@ -119,6 +115,10 @@ static inline __m256 roundf8(__m256 x) {
 }
 #endif
 
+// One block of 32 activations to int8: scale d = max|x|/127, codes roundf(x · (1/d)) (halves away
+// from zero); returns Σ codes. llama.cpp's AVX2 q8_1 multiplies by 127/max|x| and rounds halves to
+// even instead: that agreed with its logits slightly *less* on the golden prompts (KL 0.0112 vs
+// 0.0068 on france-chat), the rest of its arithmetic (f16 K/V, Q and softmax) differing anyway.
 static inline int quantize_block(const float *xb, int8_t *q, float *d_out) {
 #ifdef KV_AVX2
     const __m256 sign = _mm256_set1_ps(-0.0f);

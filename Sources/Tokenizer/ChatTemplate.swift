@@ -96,15 +96,16 @@ public struct ChatTemplate: Equatable, Sendable {
 
     /// The rendered conversation split per message (the default system prompt, when inserted, is
     /// its own first segment), then the generation prompt if requested. Joined, they equal `render`.
-    public func segments(_ messages: [ChatMessage], addGenerationPrompt: Bool) -> [String] {
-        var out = withDefaultSystemPrompt(messages).map(renderMessage)
+    /// `defaultSystemPrompt: false` leaves a conversation without a system message as it is.
+    public func segments(_ messages: [ChatMessage], addGenerationPrompt: Bool, defaultSystemPrompt: Bool = true) -> [String] {
+        var out = (defaultSystemPrompt ? withDefaultSystemPrompt(messages) : messages).map(renderMessage)
         if addGenerationPrompt { out.append(generationPrompt) }
         return out
     }
 
     /// The whole conversation, byte for byte what the Jinja template produces.
-    public func render(_ messages: [ChatMessage], addGenerationPrompt: Bool) -> String {
-        segments(messages, addGenerationPrompt: addGenerationPrompt).joined()
+    public func render(_ messages: [ChatMessage], addGenerationPrompt: Bool, defaultSystemPrompt: Bool = true) -> String {
+        segments(messages, addGenerationPrompt: addGenerationPrompt, defaultSystemPrompt: defaultSystemPrompt).joined()
     }
 
     /// Finds a literal `<|im_start|>system\n...<|im_end|>` in a ChatML template (the system

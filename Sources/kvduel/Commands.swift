@@ -50,13 +50,10 @@ struct Generate: ParsableCommand {
         let tok = try loadTokenizer(model.file)
         let t0 = Clock.now()
         guard system == nil || chat else { throw CLIError("--system applies to --chat prompts; add --chat") }
-        let messages: [ChatMessage] = switch system {
-        case nil: tok.chatTemplate.withDefaultSystemPrompt([.user(text)])
-        case ""?: [.user(text)]
-        case let s?: [.system(s), .user(text)]
-        }
-        // Rendered message by message: `render` would put the default system prompt back.
-        let rendered = chat ? messages.map(tok.chatTemplate.renderMessage).joined() + tok.chatTemplate.generationPrompt : text
+        let messages: [ChatMessage] = if let s = system, !s.isEmpty { [.system(s), .user(text)] } else { [.user(text)] }
+        let rendered = chat
+            ? tok.chatTemplate.render(messages, addGenerationPrompt: true, defaultSystemPrompt: system == nil)
+            : text
         let ids = tok.encode(rendered)
         guard !ids.isEmpty else { throw CLIError("the prompt is empty") }
         guard ids.count + maxTokens <= model.config.contextLength else {

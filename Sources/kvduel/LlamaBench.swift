@@ -39,15 +39,19 @@ struct LlamaBench {
         let p = Process()
         p.executableURL = URL(fileURLWithPath: path)
         p.arguments = args
-        let out = Pipe(), err = Pipe()
+        // stderr goes to a file: two pipes read one after the other can deadlock on a chatty child.
+        let errPath = FileManager.default.temporaryDirectory.appendingPathComponent("kvduel-llama-bench-\(getpid()).err")
+        _ = FileManager.default.createFile(atPath: errPath.path, contents: nil)
+        defer { try? FileManager.default.removeItem(at: errPath) }
+        let out = Pipe()
         p.standardOutput = out
-        p.standardError = err
+        p.standardError = try FileHandle(forWritingTo: errPath)
         try p.run()
         let data = out.fileHandleForReading.readDataToEndOfFile()
-        let errData = err.fileHandleForReading.readDataToEndOfFile()
         p.waitUntilExit()
         guard p.terminationStatus == 0 else {
-            let last = String(decoding: errData, as: UTF8.self).split(separator: "\n").last.map(String.init) ?? ""
+            let errText = (try? String(contentsOf: errPath, encoding: .utf8)) ?? ""
+            let last = errText.split(separator: "\n").last.map(String.init) ?? ""
             throw CLIError("llama-bench exited with status \(p.terminationStatus)" + (last.isEmpty ? "" : ": \(last)"))
         }
         guard let rows = try? JSONSerialization.jsonObject(with: data) as? [[String: Any]] else {
