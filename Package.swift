@@ -42,10 +42,10 @@ let package = Package(
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
         .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
+        .package(url: "https://github.com/apple/swift-crypto", from: "3.12.3"),
     ],
     targets: [
-        // System-library shims. Only these two know about C libraries.
-        .systemLibrary(name: "CBLAS", path: "Sources/CBLAS"),
+        // System-library shims. Only these know about C libraries.
         .systemLibrary(name: "CNCurses", path: "Sources/CNCurses",
                        pkgConfig: "ncursesw",
                        providers: [.apt(["libncursesw5-dev"]), .brew(["ncurses"])]),
@@ -54,11 +54,7 @@ let package = Package(
         .target(name: "GGUF", swiftSettings: hot),
         .target(name: "Tokenizer", dependencies: ["GGUF"], swiftSettings: hot),
         .target(name: "CKernels", path: "Sources/CKernels", cSettings: [.unsafeFlags(hostCFlags())]),
-        .target(name: "Llama", dependencies: ["GGUF", "CBLAS", "CKernels"], swiftSettings: hot,
-                linkerSettings: [
-                    .linkedLibrary("openblas", .when(platforms: [.linux])),
-                    .linkedFramework("Accelerate", .when(platforms: [.macOS])),
-                ]),
+        .target(name: "Llama", dependencies: ["GGUF", "CKernels"], swiftSettings: hot),
         .target(name: "KVCache", swiftSettings: hot),
         .target(name: "Engine", dependencies: ["Llama", "Tokenizer", "KVCache"], swiftSettings: hot),
         .target(name: "DuelCore", dependencies: ["Engine", "Yams"], swiftSettings: hot),
