@@ -24,9 +24,11 @@ func hostCPUFlags() -> [String] {
     #endif
 }
 
-/// The C kernels get the matching -m flags; without them they fall back to portable C.
+/// The C kernels get the matching -m flags; without them they fall back to portable C (or NEON on
+/// aarch64). No implicit fused multiply-adds: the kernels spell out each one, so every compiler
+/// and CPU computes the same operations (Tests/ckernels).
 func hostCFlags() -> [String] {
-    hostCPUFlags().isEmpty ? ["-O3"] : ["-O3", "-mavx2", "-mfma", "-mf16c"]
+    hostCPUFlags().isEmpty ? ["-O3", "-ffp-contract=off"] : ["-O3", "-ffp-contract=off", "-mavx2", "-mfma", "-mf16c"]
 }
 
 let hot: [SwiftSetting] = [
