@@ -36,7 +36,7 @@ public enum SessionReport {
             s += memoryChart(turns, x: 690, y: 470, w: 470, h: 200)
         }
         for (i, line) in caption(log).enumerated() {
-            s += text(40, 738 + Double(i) * 20, line, size: 14, fill: "#444")
+            s += text(40, 728 + Double(i) * 20, line, size: 14, fill: "#444")
         }
         s += "</svg>\n"
         return s

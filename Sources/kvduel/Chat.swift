@@ -113,17 +113,26 @@ struct Chat: ParsableCommand {
             progress(0, "Loading \(llamaConfig.name)…")
             let model = try LlamaModel(path: path) { f in progress(f * 0.95, "Loading weights… \(Int(f * 100))%") }
             recorder?.setModel(fingerprint: model.fingerprint)
-            let cached = try ReuseEngine(model: model, tokenizer: tokenizer, threads: perEngine, options: options)
-            let baseline = BaselineEngine(model: model, tokenizer: tokenizer, threads: perEngine)
-            progress(1, "Ready")
-            return DuelEngines(cached: cached, baseline: baseline)
-        }, divergence: { _, cached, baseline in
-            guard let b = baseline.firstTokenLogits, let c = cached.firstTokenLogits else { return nil }
-            return klDivergence(b, c)
-        }, source: source, sinks: recorder.map { [$0] } ?? [], chrome: chrome)
+            return try makeLlamaEngines(model, tokenizer, threads: perEngine, options: options, progress: progress)
+        }, divergence: firstTokenKL, source: source, sinks: recorder.map { [$0] } ?? [], chrome: chrome)
         finish(recorder)
         if case .signal(let s) = exit { Foundation.exit(128 + s) }
     }
+}
+
+/// Both engines on one loaded model.
+func makeLlamaEngines(_ model: LlamaModel, _ tokenizer: Tokenizer, threads: Int, options: ReuseEngine.Options,
+                      progress: (Double, String) -> Void) throws -> DuelEngines {
+    let cached = try ReuseEngine(model: model, tokenizer: tokenizer, threads: threads, options: options)
+    let baseline = BaselineEngine(model: model, tokenizer: tokenizer, threads: threads)
+    progress(1, "Ready")
+    return DuelEngines(cached: cached, baseline: baseline)
+}
+
+/// The answer check: KL(baseline ‖ cached) of the first token's distribution.
+let firstTokenKL: DivergenceProbe = { _, cached, baseline in
+    guard let b = baseline.firstTokenLogits, let c = cached.firstTokenLogits else { return nil }
+    return klDivergence(b, c)
 }
 
 /// Opens a session log for writing before the screen opens (a bad path is a one-line error).

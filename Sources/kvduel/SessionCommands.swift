@@ -120,15 +120,8 @@ struct Replay: ParsableCommand {
             return r
         }
         let exit = try runDuel(config: config, promptBuilder: ChatPromptBuilder(tokenizer: tokenizer), makeEngines: { progress in
-            progress(0.5, "Building the engines…")
-            let cached = try ReuseEngine(model: llama, tokenizer: tokenizer, threads: perEngine, options: engineOptions)
-            let baseline = BaselineEngine(model: llama, tokenizer: tokenizer, threads: perEngine)
-            progress(1, "Ready")
-            return DuelEngines(cached: cached, baseline: baseline)
-        }, divergence: { _, cached, baseline in
-            guard let b = baseline.firstTokenLogits, let c = cached.firstTokenLogits else { return nil }
-            return klDivergence(b, c)
-        }, source: source, sinks: [collector] + (recorder.map { [$0] } ?? []), chrome: chrome, onFrame: onFrame)
+            try makeLlamaEngines(llama, tokenizer, threads: perEngine, options: engineOptions, progress: progress)
+        }, divergence: firstTokenKL, source: source, sinks: [collector] + (recorder.map { [$0] } ?? []), chrome: chrome, onFrame: onFrame)
         finish(recorder)
         printComparison(recorded: recorded, live: collector.turns)
         if case .signal(let s) = exit { Foundation.exit(128 + s) }
