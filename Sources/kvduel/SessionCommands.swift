@@ -51,6 +51,9 @@ struct Replay: ParsableCommand {
         options.pauseAtMarkers = pauseAtMarkers
         let log = try readLog(file)
         if live {
+            if playback.speed != 1 || playback.idleLimit != nil || pauseAtMarkers {
+                throw CLIError("--speed, --idle-limit and --pause-at-markers are for replays; --live runs at the engines' own pace")
+            }
             try runLive(log)
             return
         }

@@ -138,7 +138,10 @@ final class RecordReplayTests: XCTestCase {
             .init(name: "help", until: { $0.contains("pause or resume the replay") }, events: [.key(.char("x")), .key(.char(" "))]),
             .init(name: "end", until: { $0.contains("■ end") }, events: [.key(.char("q"))]),
         ])
-        let exit = runReplayLoop(device: term, log: log, options: PlaybackOptions(speed: 1, idleLimit: 0.5, pauseAtMarkers: true))
+        // A clock that moves 20 ms per loop turn: the same playback however busy the machine is.
+        var now = 0.0
+        let exit = runReplayLoop(device: term, log: log, options: PlaybackOptions(speed: 1, idleLimit: 0.5, pauseAtMarkers: true),
+                                 clock: { now += 0.02; return now })
         XCTAssertNil(term.failedStep, "stuck at step '\(term.failedStep ?? "")'; screen:\n\(term.lastText)")
         XCTAssertEqual(exit, .quit)
         XCTAssertTrue(sawStatus)
