@@ -61,8 +61,9 @@ let package = Package(
         .target(name: "Engine", dependencies: ["Llama", "Tokenizer", "KVCache"], swiftSettings: hot),
         .target(name: "DuelCore", dependencies: ["Engine", "Yams"], swiftSettings: hot),
         .target(name: "TerminalUI", dependencies: ["DuelCore", "CNCurses", "CTerm"], swiftSettings: hot),
+        .target(name: "Session", dependencies: ["DuelCore", "Engine", "TerminalUI"]),
         .executableTarget(name: "kvduel", dependencies: [
-            "GGUF", "Tokenizer", "Llama", "KVCache", "Engine", "DuelCore", "TerminalUI",
+            "GGUF", "Tokenizer", "Llama", "KVCache", "Engine", "DuelCore", "TerminalUI", "Session",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ], swiftSettings: hot),
 
@@ -78,6 +79,8 @@ let package = Package(
         .testTarget(name: "DuelCoreTests", dependencies: ["DuelCore", "Engine"]),
         .testTarget(name: "TerminalUITests", dependencies: ["TerminalUI", "DuelCore", "Engine"],
                     resources: [.copy("Snapshots")]),
+        .testTarget(name: "SessionTests", dependencies: ["Session", "TerminalUI", "DuelCore", "Engine"],
+                    resources: [.copy("Fixtures")]),
     ],
     swiftLanguageModes: [.v5]
 )
