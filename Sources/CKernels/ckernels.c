@@ -6,6 +6,14 @@
 #define KV_AVX2 1
 #endif
 
+const char *kv_kernel_path(void) {
+#ifdef KV_AVX2
+    return "avx2-fma-f16c";
+#else
+    return "portable-c";
+#endif
+}
+
 
 #ifdef KV_AVX2
 static inline float hsum8(__m256 v) {

@@ -1,4 +1,5 @@
 import ArgumentParser
+import DuelCore
 import Foundation
 import Llama
 
@@ -18,8 +19,8 @@ struct BenchEngine: ParsableCommand {
     var llamaBench: String?
     @Flag(help: "Print JSON.") var json = false
 
-    func run() throws {
-        guard threads > 0 else { throw CLIError("--threads must be positive, got \(threads)") }
+    mutating func run() throws {
+        threads = try checked(Limits.threads(threads))
         let model = try modelOptions.load()
         let reference = try LlamaBench.locate(llamaBench)
         let parts = extend.split(separator: "+", omittingEmptySubsequences: false).map { Int($0.trimmingCharacters(in: .whitespaces)) }

@@ -3,6 +3,7 @@ import DuelCore
 import Engine
 import Foundation
 import GGUF
+import KVCache
 import Llama
 import TerminalUI
 import Tokenizer
@@ -25,10 +26,11 @@ struct Chat: ParsableCommand {
     @Flag(help: "Keep the KV store in RAM only (no disk tier under $KVDUEL_CACHE_DIR/kv).") var noDisk = false
     @Flag(help: "Run with stand-in engines and no model (to try the screen).") var demo = false
 
-    func run() throws {
+    mutating func run() throws {
         guard let sched = Schedule(rawValue: schedule) else { throw CLIError("--schedule must be parallel or alternate, got '\(schedule)'") }
         guard ["default", "presentation", "mono"].contains(theme) else { throw CLIError("--theme must be default, presentation or mono") }
-        guard threads > 0 else { throw CLIError("--threads must be positive, got \(threads)") }
+        threads = try checked(Limits.threads(threads))
+        if let m = maxTokens { maxTokens = try checkedMaxTokens(m) }
         let perEngine = sched == .parallel ? max(1, threads / 2) : threads
         let options = try cacheOptions.engineOptions(diskDirectory: noDisk ? nil : ModelOptions.cacheDir + "/kv")
 
@@ -40,11 +42,11 @@ struct Chat: ParsableCommand {
             do { config.apply(try Scenario.load(path: scenario)) } catch { throw CLIError("\(error)") }
         }
         if let docs {
-            do { config.documents = try Document.loadDirectory(docs) } catch { throw CLIError("cannot read documents in \(docs): \(error.localizedDescription)") }
+            do { config.documents = try Document.loadDirectory(docs) } catch let e as DocumentError { throw CLIError("--docs: \(e)") } catch { throw CLIError("cannot read documents in \(docs): \(error.localizedDescription)") }
             guard !config.documents.isEmpty else { throw CLIError("no .txt or .md files in \(docs)") }
         }
         if !doc.isEmpty {
-            do { config.documents += try doc.map { try Document.load(path: $0) } } catch { throw CLIError("cannot read document: \(error.localizedDescription)") }
+            do { config.documents += try doc.map { try Document.load(path: $0) } } catch { throw CLIError("--doc: \(error)") }
         }
         if config.documents.isEmpty && scenario == nil {
             // The sample set: four of six blocks included, so the first (cold) answer comes quickly
@@ -58,11 +60,17 @@ struct Chat: ParsableCommand {
             config.info.modelName = "demo engine (no model)"
             let exit = try runDuelDemo(config: config)
             if case .signal(let s) = exit { Foundation.exit(128 + s) }
+            if case .loadFailed(let m) = exit { throw CLIError(m) }
             return
         }
 
         // Everything that can fail with a one-line message fails before the screen opens.
         let path = try modelOptions.existingPath()
+        if !noDisk {
+            for dir in [ModelOptions.cacheDir, ModelOptions.cacheDir + "/kv"] {
+                if let note = DiskTier.tightenPermissions(of: dir) { Notes.print(note) }
+            }
+        }
         let file: GGUFFile
         let tokenizer: Tokenizer
         let llamaConfig: LlamaConfig
@@ -77,7 +85,9 @@ struct Chat: ParsableCommand {
 
         let exit = try runDuel(config: config, promptBuilder: builder, makeEngines: { progress in
             progress(0, "Loading \(llamaConfig.name)…")
-            let model = try LlamaModel(path: path) { f in progress(f * 0.95, "Loading weights… \(Int(f * 100))%") }
+            let model = try LlamaModel(path: path, identityMemoDirectory: ModelOptions.cacheDir,
+                                       progress: { f in progress(f * 0.9, "Loading weights… \(Int(f * 100))%") },
+                                       fingerprintProgress: { f in progress(0.9 + f * 0.1, "Fingerprinting… \(Int(f * 100))%") })
             let cached = try ReuseEngine(model: model, tokenizer: tokenizer, threads: perEngine, options: options)
             let baseline = BaselineEngine(model: model, tokenizer: tokenizer, threads: perEngine)
             progress(1, "Ready")
@@ -87,5 +97,6 @@ struct Chat: ParsableCommand {
             return klDivergence(b, c)
         })
         if case .signal(let s) = exit { Foundation.exit(128 + s) }
+        if case .loadFailed(let m) = exit { throw CLIError(m) }
     }
 }

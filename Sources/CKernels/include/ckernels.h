@@ -8,6 +8,10 @@
 
 
 
+/// Which code path these kernels were compiled for: "avx2-fma-f16c" or "portable-c". The two give
+/// slightly different floats, so the model identity (and with it every cache key) includes it.
+const char *kv_kernel_path(void);
+
 /// Packed weight formats for kv_qgemm (see qgemm.c for the layout).
 enum { KV_Q4 = 0, KV_Q8 = 1 };
 /// Bytes of one group of 8 packed rows of `k` inputs.
