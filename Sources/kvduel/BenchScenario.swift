@@ -117,6 +117,7 @@ struct BenchScenario: ParsableCommand {
 
         var sweeps: [(Double, [TurnResult])] = []
         var stores: [StoreStats] = []   // the cached engine's store after each sweep
+        var diskWarm: [[String: Double]] = []   // --disk: turn 1 again on a fresh engine over the sweep's directory
         for ratio in ratios {
             // With --disk each sweep starts from an empty directory, as each starts from an empty RAM store.
             if let d = diskDirectory { try? FileManager.default.removeItem(atPath: d) }
@@ -145,9 +146,21 @@ struct BenchScenario: ParsableCommand {
             }
             sweeps.append((ratio, results))
             stores.append(cached.store.stats)
+            if diskDirectory != nil, var first = requests.first {
+                // The disk path read back: a fresh cached engine (empty RAM) on this sweep's
+                // directory answers turn 1 again, as after a restart.
+                first.maxTokens = 1
+                let warm = try ReuseEngine(model: model, tokenizer: tokenizer, threads: threads, options: opts)
+                first.submittedAt = DispatchTime.now().uptimeNanoseconds
+                let r = try warm.generate(first, cancel: nil) { _ in }
+                let s = warm.store.stats
+                diskWarm.append(["ttft_ms": r.stats.ttftSeconds * 1000, "reused": Double(r.stats.reusedTokens),
+                                 "prompt": Double(r.stats.promptTokens), "disk_hits": Double(s.diskHits),
+                                 "cold_ttft_ms": (results.first?.cached.ttft ?? 0) * 1000])
+            }
         }
 
-        if json { try printJSON(sc, model: model, sweeps: sweeps, maxTok: maxTok, cold: cold, stores: stores) } else { printTable(sc, model: model, sweeps: sweeps, maxTok: maxTok, cold: cold, stores: stores) }
+        if json { try printJSON(sc, model: model, sweeps: sweeps, maxTok: maxTok, cold: cold, stores: stores, diskWarm: diskWarm) } else { printTable(sc, model: model, sweeps: sweeps, maxTok: maxTok, cold: cold, stores: stores, diskWarm: diskWarm) }
     }
 
     func side(_ r: GenerationResult, kvBytes: Int, store: Int) -> Side {
@@ -212,11 +225,16 @@ struct BenchScenario: ParsableCommand {
     }
 
     func printTable(_ sc: Scenario, model: LlamaModel, sweeps: [(Double, [TurnResult])], maxTok: Int, cold: ColdCheck,
-                    stores: [StoreStats] = []) {
+                    stores: [StoreStats] = [], diskWarm: [[String: Double]] = []) {
         for line in header(sc, model: model, maxTok: maxTok) { print(line) }
         for (i, s) in stores.enumerated() where i < sweeps.count {
             print(String(format: "store after recompute %.2f: RAM hits %d, evictions %d", sweeps[i].0, s.ramHits, s.ramEvictions)
                   + (disk ? String(format: "; disk hits %d, %d entries, %d bytes, evictions %d", s.diskHits, s.diskEntries, s.diskBytes, s.diskEvictions) : ""))
+            if i < diskWarm.count {
+                let w = diskWarm[i]
+                print(String(format: "  warm start from disk (fresh engine, empty RAM): turn 1 TTFT %.0f ms (cold %.0f ms), reused %.0f/%.0f, disk hits %.0f",
+                             w["ttft_ms"] ?? 0, w["cold_ttft_ms"] ?? 0, w["reused"] ?? 0, w["prompt"] ?? 0, w["disk_hits"] ?? 0))
+            }
         }
         for (ratio, results) in sweeps {
             print("")
@@ -248,7 +266,7 @@ struct BenchScenario: ParsableCommand {
     }
 
     func printJSON(_ sc: Scenario, model: LlamaModel, sweeps: [(Double, [TurnResult])], maxTok: Int, cold: ColdCheck,
-                   stores: [StoreStats] = []) throws {
+                   stores: [StoreStats] = [], diskWarm: [[String: Double]] = []) throws {
         func sideJSON(_ s: Side) -> [String: Any] {
             ["ttft_ms": s.ttft * 1000, "reused_tokens": s.reused, "blended_tokens": s.blended,
              "recomputed_tokens": s.recomputed, "fresh_tokens": s.fresh, "kv_bytes": s.kvBytes,
@@ -284,6 +302,7 @@ struct BenchScenario: ParsableCommand {
             "kv_encoding": kvEncoding, "cache_mb": cacheMB, "disk": disk,
         ]
         if stores.count == 1 { obj["store"] = storeSummary(stores[0]) } else if !stores.isEmpty { obj["stores"] = stores.map(storeSummary) }
+        if diskWarm.count == 1 { obj["disk_warm_start"] = diskWarm[0] } else if !diskWarm.isEmpty { obj["disk_warm_starts"] = diskWarm }
         if runs.count == 1 {
             obj["recompute"] = runs[0]["recompute"]
             obj["turns"] = runs[0]["turns"]
