@@ -23,6 +23,22 @@
 #include "cterm.h"
 
 static volatile sig_atomic_t g_active = 0;
+static volatile sig_atomic_t g_paste_mode = 0;
+#define CTERM_KEY_PASTE_START (KEY_MAX + 1)
+#define CTERM_KEY_PASTE_END (KEY_MAX + 2)
+
+// Bracketed paste (xterm, tmux, most terminals): the terminal wraps pasted text in ESC[200~ …
+// ESC[201~, so a pasted Ctrl-N or escape sequence arrives as text, not as keys. Turned off on
+// every way out (stop, signal, crash, exit) with the rest of the terminal state.
+static const char k_paste_on[] = "\033[?2004h";
+static const char k_paste_off[] = "\033[?2004l";
+
+static void paste_mode_off(void) {
+    if (!g_paste_mode) return;
+    g_paste_mode = 0;
+    ssize_t w = write(1, k_paste_off, sizeof k_paste_off - 1);   // async-signal-safe
+    (void)w;
+}
 static volatile sig_atomic_t g_quit_signal = 0;
 static int g_handlers_installed = 0;
 
@@ -75,10 +91,21 @@ int cterm_start(int input_timeout_ms) {
     curs_set(0);
     wtimeout(stdscr, input_timeout_ms);
     leaveok(stdscr, FALSE);
+    // The paste brackets as keys of their own (KEY_MAX+1, +2), whatever the terminfo entry says.
+    define_key("\033[200~", CTERM_KEY_PASTE_START);
+    define_key("\033[201~", CTERM_KEY_PASTE_END);
+    fflush(stdout);
+    ssize_t w = write(1, k_paste_on, sizeof k_paste_on - 1);
+    (void)w;
+    g_paste_mode = 1;
     return 0;
 }
 
+int cterm_key_paste_start(void) { return CTERM_KEY_PASTE_START; }
+int cterm_key_paste_end(void) { return CTERM_KEY_PASTE_END; }
+
 void cterm_stop(void) {
+    paste_mode_off();
     if (g_active && !isendwin()) {
         curs_set(1);
         endwin();
@@ -140,6 +167,7 @@ void cterm_move_cursor(int y, int x, int visible) {
 // --- signals -------------------------------------------------------------------------------
 
 static void restore_now(void) {
+    paste_mode_off();
     if (g_active) {
         // endwin is not formally async-signal-safe, but it is what every curses app does here,
         // and leaving the terminal in raw mode is worse.

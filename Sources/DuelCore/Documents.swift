@@ -1,11 +1,27 @@
 import Foundation
 
+/// Why a document could not be used; the message names the file.
+public struct DocumentError: Error, CustomStringConvertible, Equatable {
+    public let description: String
+    public init(_ d: String) { description = d }
+}
+
 extension Document {
     /// Loads a `.txt`/`.md` file as a block. The id is the file name without extension; the title is
     /// the first line when it is a Markdown heading (`# Title`) or a `Title:` line, else the id.
+    /// Throws a `DocumentError` naming the file when it is missing, a directory, unreadable, or
+    /// not UTF-8 text (a NUL byte counts as binary).
     public static func load(path: String, id: String? = nil) throws -> Document {
         let url = URL(fileURLWithPath: path)
-        let raw = try String(contentsOf: url, encoding: .utf8)
+        var isDir: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: path, isDirectory: &isDir) else {
+            throw DocumentError("\(path): no such file")
+        }
+        guard !isDir.boolValue else { throw DocumentError("\(path) is a directory, not a document (use --docs for a directory)") }
+        guard let data = FileManager.default.contents(atPath: path) else { throw DocumentError("\(path): cannot read it (permissions?)") }
+        guard !data.contains(0), let raw = String(data: data, encoding: .utf8) else {
+            throw DocumentError("\(path) is not UTF-8 text (a binary file?)")
+        }
         let id = id ?? url.deletingPathExtension().lastPathComponent
         var lines = raw.split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
         var title = id

@@ -1,12 +1,25 @@
 /// The input line: text plus cursor, with shell-like editing.
+///
+/// It works in grapheme clusters (Swift `Character`s): a terminal delivers a combining accent, a
+/// ZWJ or a skin-tone modifier as a key of its own, and inserting it joins it to the character
+/// before, so "e" + U+0301 is one "é" that the cursor steps over and Backspace deletes whole, and
+/// a family emoji is one character. Control characters (newline, ESC, Ctrl-letters) never enter.
 public struct LineEditor: Sendable, Hashable {
     public private(set) var characters: [Character]
-    /// Cursor position in characters, 0...characters.count.
+    /// Cursor position in grapheme clusters, 0...characters.count.
     public private(set) var cursor: Int
 
     public init(_ text: String = "") {
-        characters = Array(text)
+        characters = Array(Self.printable(text))
         cursor = characters.count
+    }
+
+    /// `s` without control characters (C0, DEL, C1): they would move the terminal's cursor or
+    /// start an escape sequence if drawn, and mean nothing in a question.
+    public static func printable(_ s: String) -> String {
+        var out = String.UnicodeScalarView()
+        for u in s.unicodeScalars where !(u.value < 0x20 || (u.value >= 0x7f && u.value < 0xa0)) { out.append(u) }
+        return String(out)
     }
 
     public var text: String { String(characters) }
@@ -23,9 +36,13 @@ public struct LineEditor: Sendable, Hashable {
     public mutating func apply(_ edit: Edit) {
         switch edit {
         case .insert(let s):
-            let new = Array(s.filter { $0 != "\n" && $0 != "\r" && $0 != "\t" })
-            characters.insert(contentsOf: new, at: cursor)
-            cursor += new.count
+            let new = Self.printable(s)
+            guard !new.isEmpty else { return }
+            // Re-cluster around the cursor: the inserted scalars may join the character before.
+            let before = String(characters[0..<cursor]) + new
+            let all = before + String(characters[cursor...])
+            characters = Array(all)
+            cursor = min(characters.count, before.count)
         case .backspace:
             if cursor > 0 {
                 characters.remove(at: cursor - 1)
@@ -49,7 +66,7 @@ public struct LineEditor: Sendable, Hashable {
         case .deleteToEnd:
             characters.removeSubrange(cursor..<characters.count)
         case .replaceAll(let s):
-            characters = Array(s)
+            characters = Array(Self.printable(s))
             cursor = characters.count
         }
     }

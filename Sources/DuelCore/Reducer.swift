@@ -124,7 +124,7 @@ public func reduce(_ state: inout AppState, _ action: Action) -> [Effect] {
         endTurnEarly(&state, note: nil)
         state.history = []
         for p in PaneID.allCases {
-            state[p].transcript.append(.note("— reset to cold: caches and history cleared —"))
+            state[p].transcript.append(.note("— reset to cold: history cleared; KV store wiped in RAM and on disk (every kvduel sharing this cache directory loses it too) —"))
             state[p].lastStats = nil
             state[p].cumulative = RequestStats()
             state[p].ttftHistory = []
@@ -132,7 +132,7 @@ public func reduce(_ state: inout AppState, _ action: Action) -> [Effect] {
         }
         for i in state.blocks.indices { state.blocks[i].cache = .notCached }
         state.divergence = nil
-        state.notice = "Reset: both engines are cold."
+        state.notice = "Reset: engines cold; KV wiped in RAM and on disk (shared cache dir too)."
         return [.resetEngines]
     case .newConversationRequested:
         let wasBusy = state.turnInFlight
@@ -200,6 +200,16 @@ public func reduce(_ state: inout AppState, _ action: Action) -> [Effect] {
         state.pendingAnswerTokens = tokens
     case .turnCompleted:
         guard let q = state.pendingQuestion else { return [] }
+        let failed = PaneID.allCases.contains { if case .failed = state[$0].phase { return true } else { return false } }
+        if failed {
+            // Both engines get the same history; a turn either could not answer (e.g. a question
+            // longer than the context) is left out, so the next question starts from the same
+            // conversation as this one did.
+            state.pendingQuestion = nil
+            state.pendingAnswerTokens = nil
+            state.notice = "That question failed and was left out of the conversation."
+            return []
+        }
         let answer = state[.baseline].lastAnswer ?? ""
         state.history.append(Turn(question: q, answer: answer, answerTokens: state.pendingAnswerTokens))
         state.pendingQuestion = nil

@@ -88,6 +88,9 @@ public final class ReuseEngine: InferenceEngine {
         let prompt = try core.validate(request)
         let config = core.model.config
         onEvent(.started(promptTokens: prompt.count))
+        // Another kvduel sharing the disk directory may have wiped it (its Ctrl-R): forget those
+        // entries first, so the match and the disk meter are true.
+        store.disk?.dropVanishedEntries()
         var stats = RequestStats()
         stats.promptTokens = prompt.count
         stats.recomputeRatio = options.recomputeRatio

@@ -21,7 +21,9 @@
 //
 // A file is used only if every check passes: size ≥ 128, magic, version, header size, known kind and
 // encoding, key equal to the file name's, fingerprint equal to the store's, plausible shape equal to
-// the store's, body length equal to the shape's, file size equal to 128 + body length, checksum.
+// the store's, token count equal to the key's (when the key knows it), body length equal to the
+// shape's, file size equal to 128 + body length, checksum. Sizes are checked on the header alone,
+// before any body byte is read.
 // Anything else is rejected (counted under a `DiskRejection` reason) and deleted.
 
 /// Why a disk entry was rejected.
@@ -35,7 +37,7 @@ public enum DiskRejection: String, Error, Sendable, CaseIterable, CustomStringCo
     case badHeader            // header size, kind, encoding or body length inconsistent
     case wrongKey             // header key differs from the file name's
     case foreignModel         // written for another model fingerprint
-    case wrongShape           // layers / kvDim differ from the store's, or implausible
+    case wrongShape           // layers / kvDim differ from the store's, token count from the key's, or implausible
     case checksumMismatch
 
     public var description: String { rawValue }
@@ -106,9 +108,11 @@ enum DiskFormat {
         return XXH64.hash(body, seed: seed)
     }
 
-    /// Parses and checks a header against what the store expects. `fileSize` is the whole file's.
+    /// Parses and checks a header against what the store expects. `fileSize` is the whole file's
+    /// (from `fstat`, never from the header); `expectedKey.tokenCount`, when set, must equal the
+    /// declared token count; `maxFileSize` bounds the whole file (the tier's capacity).
     static func parse(_ h: [UInt8], fileSize: Int, expectedKey: CacheKey, fingerprint: ModelFingerprint,
-                      shape: (layers: Int, kvDim: Int)?) -> Result<Header, DiskRejection> {
+                      shape: (layers: Int, kvDim: Int)?, maxFileSize: Int = .max) -> Result<Header, DiskRejection> {
         guard h.count >= headerSize, fileSize >= headerSize else { return .failure(.truncated) }
         func u32(_ o: Int) -> UInt32 {
             h.withUnsafeBytes { UInt32(littleEndian: $0.loadUnaligned(fromByteOffset: o, as: UInt32.self)) }
@@ -126,10 +130,13 @@ enum DiskFormat {
         guard kind == expectedKey.kind, digest == expectedKey.digest else { return .failure(.wrongKey) }
         guard Digest128(hi: u64(64), lo: u64(72)) == fingerprint.digest else { return .failure(.foreignModel) }
         let layers = Int(u32(20)), tokenCount = Int(u32(24)), kvDim = Int(u32(28))
+        if let expected = expectedKey.tokenCount, expected != tokenCount { return .failure(.wrongShape) }
         guard let bodyLength = encoding.bodyBytes(layers: layers, tokenCount: tokenCount, kvDim: kvDim)
         else { return .failure(.wrongShape) }
         if let shape, shape.layers != layers || shape.kvDim != kvDim { return .failure(.wrongShape) }
         guard u64(80) == UInt64(bodyLength) else { return .failure(.badHeader) }
+        // An entry larger than the whole tier can never have been stored by it.
+        if headerSize + bodyLength > maxFileSize { return .failure(.wrongShape) }
         if fileSize < headerSize + bodyLength { return .failure(.truncated) }
         if fileSize > headerSize + bodyLength { return .failure(.trailingBytes) }
         return .success(Header(key: CacheKey(kind: kind, digest: digest, parent: parent),

@@ -21,7 +21,11 @@ public enum DiskTierError: Error, CustomStringConvertible {
 /// the total size of its files, least recently used out first.
 ///
 /// - Opening scans the directory and reads each entry's 128-byte header (never a payload) to rebuild
-///   the index; recency starts in file mtime order. Bad entries found then are rejected and deleted.
+///   the index; recency starts in file mtime order. Bad entries found then are rejected and deleted,
+///   one by one: an entry larger than the whole capacity is rejected itself, never let in to evict
+///   the others.
+/// - Every header is checked (shape, the key's token count, size against the real file size and
+///   the capacity) before a body byte is read, so a crafted header costs a 128-byte read.
 ///   Temp files older than `staleTempAge` (left by a crash) are deleted; other names are left alone.
 /// - `get` reads and checks the whole file (checksum included) and sets its mtime to now, so recency
 ///   survives a restart. A bad file is rejected, counted, deleted, and `get` returns nil.
@@ -162,7 +166,8 @@ public final class DiskTier: @unchecked Sendable {
            !Self.preadFully(fd, &header, count: DiskFormat.headerSize, offset: 0) {
             return .failure(.rejected(.truncated))
         }
-        switch DiskFormat.parse(header, fileSize: size, expectedKey: key, fingerprint: fingerprint, shape: shape) {
+        switch DiskFormat.parse(header, fileSize: size, expectedKey: key, fingerprint: fingerprint, shape: shape,
+                                maxFileSize: capacityBytes) {
         case let .success(h): return then(fd, header, h, size, st)
         case let .failure(r): return .failure(.rejected(r))
         }
@@ -191,6 +196,7 @@ public final class DiskTier: @unchecked Sendable {
     public func put(_ key: some CacheKeyConvertible, _ value: EncodedKV) -> PutResult {
         let key = key.cacheKey
         if let shape, shape.layers != value.layers || shape.kvDim != value.kvDim { return .rejectedShape }
+        if let n = key.tokenCount, n != value.tokenCount { return .rejectedShape }
         let fileBytes = DiskFormat.headerSize + value.byteCount
         let tmpName: String? = lock.held {
             guard fileBytes <= capacityBytes else {
@@ -260,6 +266,27 @@ public final class DiskTier: @unchecked Sendable {
             where DiskFormat.parseFileName(name) != nil {
                 unlink(directory + "/" + name)
             }
+        }
+    }
+
+    /// Drops index entries whose file is gone (another process sharing the directory deleted
+    /// it, e.g. its Ctrl-R), so the sizes shown stay true. One `lstat` per entry, no reads.
+    @discardableResult
+    public func dropVanishedEntries() -> Int {
+        let snapshot = lock.held { index.values.map { ($0.key, $0.generation) } }
+        var gone: [(CacheKey, UInt64)] = []
+        for (key, generation) in snapshot {
+            var st = stat()
+            if lstat(path(for: key), &st) != 0 && errno == ENOENT { gone.append((key, generation)) }
+        }
+        guard !gone.isEmpty else { return 0 }
+        return lock.held {
+            var n = 0
+            for (key, generation) in gone where index[key]?.generation == generation {
+                removeLocked(key, unlinking: false)
+                n += 1
+            }
+            return n
         }
     }
 
@@ -353,10 +380,27 @@ public final class DiskTier: @unchecked Sendable {
         #endif
     }
 
+    /// Makes a directory that others can read or write (e.g. 0777, 0755) private: 0700 when this
+    /// user owns it and it is not a shared sticky directory like /tmp. Returns a one-line note
+    /// of what was done (or, when it could not be tightened, a warning); nil when it was fine.
+    @discardableResult
+    public static func tightenPermissions(of path: String) -> String? {
+        var st = stat()
+        guard stat(path, &st) == 0, (st.st_mode & S_IFMT) == S_IFDIR else { return nil }
+        let mode = Int(st.st_mode) & 0o7777
+        guard mode & 0o077 != 0 else { return nil }
+        let octal = String(mode, radix: 8)
+        if st.st_uid == geteuid(), mode & Int(S_ISVTX) == 0, chmod(path, 0o700) == 0 {
+            return "tightened \(path) from \(octal) to 700 (KV entries are private)"
+        }
+        return "warning: \(path) is open to other users (mode \(octal)) and was not changed; they could read or plant KV entries there"
+    }
+
     static func makeDirectory(_ path: String) throws {
         var st = stat()
         if stat(path, &st) == 0 {
             guard (st.st_mode & S_IFMT) == S_IFDIR else { throw DiskTierError.notADirectory(path: path) }
+            tightenPermissions(of: path)
             return
         }
         // Create missing components, each 0700.

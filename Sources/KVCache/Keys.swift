@@ -53,11 +53,16 @@ public struct CacheKey: Hashable, Sendable, CustomStringConvertible {
     public let digest: Digest128
     /// Key of the previous chunk (or the root) for a prefix chunk; `.zero` for a segment.
     public let parent: Digest128
+    /// Tokens the entry must hold, when the key knows it (typed keys do; a key rebuilt from a file
+    /// name does not). Metadata like `parent`: a tier checks a stored entry's declared token count
+    /// against it before reading the body, so a crafted header cannot make it read gigabytes.
+    public let tokenCount: Int?
 
-    public init(kind: Kind, digest: Digest128, parent: Digest128 = .zero) {
+    public init(kind: Kind, digest: Digest128, parent: Digest128 = .zero, tokenCount: Int? = nil) {
         self.kind = kind
         self.digest = digest
         self.parent = kind == .segment ? .zero : parent
+        self.tokenCount = tokenCount
     }
 
     public static func == (a: CacheKey, b: CacheKey) -> Bool {
@@ -100,7 +105,7 @@ public struct PrefixChunkKey: Hashable, Sendable, CacheKeyConvertible, CustomStr
     }
 
     public var tokenCount: Int { tokenRange.count }
-    public var cacheKey: CacheKey { CacheKey(kind: .prefixChunk, digest: digest, parent: parent) }
+    public var cacheKey: CacheKey { CacheKey(kind: .prefixChunk, digest: digest, parent: parent, tokenCount: tokenCount) }
     public var description: String { "p:\(digest.shortHex)[\(tokenRange.lowerBound)..<\(tokenRange.upperBound)]" }
 }
 
@@ -180,6 +185,6 @@ public struct SegmentKey: Hashable, Sendable, CacheKeyConvertible, CustomStringC
         return h.finalize()
     }
 
-    public var cacheKey: CacheKey { CacheKey(kind: .segment, digest: digest) }
+    public var cacheKey: CacheKey { CacheKey(kind: .segment, digest: digest, tokenCount: tokenCount) }
     public var description: String { "s:\(digest.shortHex)(\(tokenCount))" }
 }

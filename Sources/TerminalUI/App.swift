@@ -23,6 +23,8 @@ public enum DuelExit: Equatable, Sendable {
     case quit
     /// SIGINT, SIGTERM or SIGHUP from outside (exit with 128 + signal).
     case signal(Int32)
+    /// Quit after the engines failed to load (shown on screen); the command exits non-zero.
+    case loadFailed(String)
 }
 
 /// Options of the UI loop itself (tests and demos change them; the defaults are what ships).
@@ -130,6 +132,7 @@ public func runDuelLoop(device: TerminalDevice, config: DuelConfig, promptBuilde
     var lastTick = 0.0
     var lastRSS = -10.0
     var dirty = true
+    var paste = PasteAssembler()
 
     while true {
         let sig = quitSignal()
@@ -141,9 +144,18 @@ public func runDuelLoop(device: TerminalDevice, config: DuelConfig, promptBuilde
         var keyed = false
         // Input: the first read waits up to the timeout, the rest drain what is already there.
         var reads = 0
-        while reads < 64, let ev = device.readKey() {
+        while reads < 64, let raw = device.readKey() {
             reads += 1
             if reads == 1 { device.setNonBlocking(true) }
+            let ev: KeyEvent
+            switch paste.feed(raw, now: clock()) {
+            case .consumed: continue
+            case .pasted(let text):
+                actions.append(.inputEdited(.insert(text)))
+                keyed = true
+                continue
+            case .event(let e): ev = e
+            }
             switch ev {
             case .resize:
                 device.invalidate()
@@ -162,11 +174,15 @@ public func runDuelLoop(device: TerminalDevice, config: DuelConfig, promptBuilde
                 for a in actions { reduce(&probe, a) }
                 actions.append(contentsOf: DuelCore.actions(for: k, in: probe))
                 keyed = true
-            case .ignored:
+            case .ignored, .pasteStart, .pasteEnd:
                 break
             }
         }
         if reads > 0 { device.setNonBlocking(false) }
+        if let text = paste.flushIfStale(now: clock()) {
+            actions.append(.inputEdited(.insert(text)))
+            keyed = true
+        }
 
         let now = clock()
         let engineActions = queue.drain()
@@ -206,7 +222,7 @@ public func runDuelLoop(device: TerminalDevice, config: DuelConfig, promptBuilde
                 controller?.perform(effect)
             }
         }
-        if quit || state.quitting { return .quit }
+        if quit || state.quitting { return state.fatalError.map { .loadFailed($0) } ?? .quit }
         if let onFrame {
             let before = state
             onFrame(&state)

@@ -143,6 +143,9 @@ public enum KeyEvent: Equatable, Sendable {
     case key(Key)
     case resize
     case ignored
+    /// Bracketed paste: the keys until `.pasteEnd` are pasted text (see `PasteAssembler`).
+    case pasteStart
+    case pasteEnd
 }
 
 /// Curses key codes → `Key`. Public so the keymap tests can check the whole path.
@@ -165,6 +168,8 @@ public enum CursesKeys {
     public static var pageUpCode: Int32 { KEY_PPAGE }
     public static var pageDownCode: Int32 { KEY_NPAGE }
     public static var backTabCode: Int32 { KEY_BTAB }
+    public static var pasteStartCode: Int32 { cterm_key_paste_start() }
+    public static var pasteEndCode: Int32 { cterm_key_paste_end() }
 }
 
 func translateChar(_ code: Int32) -> KeyEvent {
@@ -201,6 +206,8 @@ func translateFunctionKey(_ code: Int32) -> KeyEvent {
     case KEY_SR: return .key(.shiftUp)
     case KEY_SF: return .key(.shiftDown)
     case KEY_F0 + 1...KEY_F0 + 12: return .key(.function(Int(code - KEY_F0)))
+    case cterm_key_paste_start(): return .pasteStart
+    case cterm_key_paste_end(): return .pasteEnd
     default:
         // Extended keys have no fixed codes; terminfo names them (kUP2 = Shift-Up, kDN2 = Shift-Down).
         if let name = cterm_key_name(code) {

@@ -414,6 +414,12 @@ func drawPanel(_ g: inout CellGrid, _ s: AppState, _ r: Rect) {
 
 // MARK: - input line
 
+/// What an input-line character with no width of its own is drawn as.
+let invisibleMark = "·"
+
+/// Columns an input-line character takes (an invisible one takes the mark's column).
+func inputCellWidth(_ c: Character) -> Int { max(1, DisplayWidth.of(c)) }
+
 func drawInput(_ g: inout CellGrid, _ s: AppState, _ r: Rect) {
     let focused = s.focus == .input
     var title = "Ask both engines"
@@ -431,9 +437,9 @@ func drawInput(_ g: inout CellGrid, _ s: AppState, _ r: Rect) {
     let chars = s.input.characters
     // Scroll horizontally so the cursor stays visible.
     var start = 0
-    var widthBeforeCursor = chars[0..<s.input.cursor].reduce(0) { $0 + DisplayWidth.of($1) }
+    var widthBeforeCursor = chars[0..<s.input.cursor].reduce(0) { $0 + inputCellWidth($1) }
     while widthBeforeCursor > avail - 1, start < s.input.cursor {
-        widthBeforeCursor -= DisplayWidth.of(chars[start])
+        widthBeforeCursor -= inputCellWidth(chars[start])
         start += 1
     }
     var x = promptX
@@ -442,8 +448,15 @@ func drawInput(_ g: inout CellGrid, _ s: AppState, _ r: Rect) {
         g.put("Tab to come back here and type a question", x: x, y: inner.y, style: Style(.dim), limit: inner.maxX)
     }
     for i in start..<chars.count {
-        let style = focused && i == s.input.cursor ? Style(.cursor) : textStyle
-        let nx = g.put(String(chars[i]), x: x, y: inner.y, style: style, limit: inner.maxX)
+        var style = focused && i == s.input.cursor ? Style(.cursor) : textStyle
+        var text = String(chars[i])
+        if DisplayWidth.of(chars[i]) == 0 {
+            // Invisible on its own (ZWSP, a bidi override, a lone accent or ZWJ): shown as a dim
+            // dot, so the line keeps drawing, the cursor can sit on it and Backspace can find it.
+            text = invisibleMark
+            if !(focused && i == s.input.cursor) { style = Style(.dim) }
+        }
+        let nx = g.put(text, x: x, y: inner.y, style: style, limit: inner.maxX)
         if nx == x { break }
         x = nx
     }

@@ -1,5 +1,6 @@
 import ArgumentParser
 import CKernels
+import DuelCore
 import Foundation
 import Llama
 
@@ -21,8 +22,8 @@ struct BenchEngine: ParsableCommand {
     var kernels: String?
     @Flag(help: "Print JSON.") var json = false
 
-    func run() throws {
-        guard threads > 0 else { throw CLIError("--threads must be positive, got \(threads)") }
+    mutating func run() throws {
+        threads = try checked(Limits.threads(threads))
         let model = try modelOptions.load()
         let reference = try LlamaBench.locate(llamaBench)
         let parts = extend.split(separator: "+", omittingEmptySubsequences: false).map { Int($0.trimmingCharacters(in: .whitespaces)) }

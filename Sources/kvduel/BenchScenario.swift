@@ -26,6 +26,8 @@ struct BenchScenario: ParsableCommand {
     @Option(help: "Worker threads (each engine gets all of them, in turn).")
     var threads = ProcessInfo.processInfo.activeProcessorCount
     @Option(help: "Override the scenario's max_tokens.") var maxTokens: Int?
+    @Flag(help: "Give the cached engine a disk tier too (a fresh directory under $KVDUEL_CACHE_DIR, removed afterwards), so the disk path is exercised and measured; with a small --cache-mb, entries overflow RAM and are read back from disk.")
+    var disk = false
     @Flag(help: "Print JSON.") var json = false
 
     struct Side {
@@ -52,8 +54,9 @@ struct BenchScenario: ParsableCommand {
         var ttftRatio: Double { cached.ttft > 0 ? baseline.ttft / cached.ttft : 0 }
     }
 
-    func run() throws {
-        guard threads > 0 else { throw CLIError("--threads must be positive, got \(threads)") }
+    mutating func run() throws {
+        threads = try checked(Limits.threads(threads))
+        if let m = maxTokens { maxTokens = try checkedMaxTokens(m) }
         let sc: Scenario
         do { sc = try Scenario.load(path: scenario) } catch { throw CLIError("\(error)") }
         let ratios = try recompute.split(separator: ",").map { s -> Double in
@@ -67,6 +70,12 @@ struct BenchScenario: ParsableCommand {
         let tokenizer = try loadTokenizer(model.file)
         let builder = ChatPromptBuilder(tokenizer: tokenizer)
         let maxTok = maxTokens ?? sc.maxTokens
+        var diskDirectory: String?
+        if disk {
+            diskDirectory = ModelOptions.cacheDir + "/bench-kv-\(getpid())"
+            if let note = DiskTier.tightenPermissions(of: ModelOptions.cacheDir) { Notes.print(note) }
+        }
+        defer { if let d = diskDirectory { try? FileManager.default.removeItem(atPath: d) } }
         let baseline = BaselineEngine(model: model, tokenizer: tokenizer, threads: threads)
 
         // The baseline runs once; its answers make the history, so every sweep sees the same prompts.
@@ -107,9 +116,14 @@ struct BenchScenario: ParsableCommand {
         let cold = ColdCheck(cachedTTFT: median(coldCached), baselineTTFT: median(coldBase), pairs: coldCached.count)
 
         var sweeps: [(Double, [TurnResult])] = []
+        var stores: [StoreStats] = []   // the cached engine's store after each sweep
+        var diskWarm: [[String: Double]] = []   // --disk: turn 1 again on a fresh engine over the sweep's directory
         for ratio in ratios {
-            let opts = try CacheOptions.engineOptions(recompute: ratio, cacheMB: cacheMB, kvEncoding: kvEncoding, checkLayers: checkLayers, diskDirectory: nil)
-            let cached = try ReuseEngine(model: model, tokenizer: tokenizer, threads: threads, options: opts)
+            // With --disk each sweep starts from an empty directory, as each starts from an empty RAM store.
+            if let d = diskDirectory { try? FileManager.default.removeItem(atPath: d) }
+            let opts = try CacheOptions.engineOptions(recompute: ratio, cacheMB: cacheMB, kvEncoding: kvEncoding, checkLayers: checkLayers, diskDirectory: diskDirectory)
+            let cached: ReuseEngine
+            do { cached = try ReuseEngine(model: model, tokenizer: tokenizer, threads: threads, options: opts) } catch { throw CLIError("\(diskDirectory ?? ""): \(error)") }
             var results: [TurnResult] = []
             for (i, base) in baseResults.enumerated() {
                 var req = requests[i]
@@ -131,9 +145,22 @@ struct BenchScenario: ParsableCommand {
                 if !json { FileHandle.standardError.write(Data("cached (recompute \(ratio)) turn \(i + 1)/\(baseResults.count)\n".utf8)) }
             }
             sweeps.append((ratio, results))
+            stores.append(cached.store.stats)
+            if diskDirectory != nil, var first = requests.first {
+                // The disk path read back: a fresh cached engine (empty RAM) on this sweep's
+                // directory answers turn 1 again, as after a restart.
+                first.maxTokens = 1
+                let warm = try ReuseEngine(model: model, tokenizer: tokenizer, threads: threads, options: opts)
+                first.submittedAt = DispatchTime.now().uptimeNanoseconds
+                let r = try warm.generate(first, cancel: nil) { _ in }
+                let s = warm.store.stats
+                diskWarm.append(["ttft_ms": r.stats.ttftSeconds * 1000, "reused": Double(r.stats.reusedTokens),
+                                 "prompt": Double(r.stats.promptTokens), "disk_hits": Double(s.diskHits),
+                                 "cold_ttft_ms": (results.first?.cached.ttft ?? 0) * 1000])
+            }
         }
 
-        if json { try printJSON(sc, model: model, sweeps: sweeps, maxTok: maxTok, cold: cold) } else { printTable(sc, model: model, sweeps: sweeps, maxTok: maxTok, cold: cold) }
+        if json { try printJSON(sc, model: model, sweeps: sweeps, maxTok: maxTok, cold: cold, stores: stores, diskWarm: diskWarm) } else { printTable(sc, model: model, sweeps: sweeps, maxTok: maxTok, cold: cold, stores: stores, diskWarm: diskWarm) }
     }
 
     func side(_ r: GenerationResult, kvBytes: Int, store: Int) -> Side {
@@ -182,11 +209,33 @@ struct BenchScenario: ParsableCommand {
                 "model   : \(model.config.name) (\(modelOptions.resolvedPath))",
                 "schedule: alternate — each engine gets all \(threads) threads, one after the other; greedy; max \(maxTok) tokens; same prompt tokens",
                 "cached  : check layers \(checkLayers); each reused segment's first 4 tokens always recomputed",
-                "store   : \(kvEncoding) (\(KVEncoding(name: kvEncoding)?.bytesPerToken(layers: model.config.layers, kvDim: model.config.kvDim) ?? 0) bytes/token), \(cacheMB) MiB RAM; history from the baseline's answers"]
+                "store   : \(kvEncoding) (\(KVEncoding(name: kvEncoding)?.bytesPerToken(layers: model.config.layers, kvDim: model.config.kvDim) ?? 0) bytes/token), \(cacheMB) MiB RAM\(disk ? " + disk tier (fresh directory per sweep)" : ""); history from the baseline's answers"]
     }
 
-    func printTable(_ sc: Scenario, model: LlamaModel, sweeps: [(Double, [TurnResult])], maxTok: Int, cold: ColdCheck) {
+    /// What the store's tiers did in one sweep (RAM and, with --disk, disk).
+    func storeSummary(_ s: StoreStats) -> [String: Int] {
+        var d = ["ram_hits": s.ramHits, "ram_evictions": s.ramEvictions, "misses": s.misses]
+        if disk {
+            d["disk_hits"] = s.diskHits
+            d["disk_entries"] = s.diskEntries
+            d["disk_bytes"] = s.diskBytes
+            d["disk_evictions"] = s.diskEvictions
+        }
+        return d
+    }
+
+    func printTable(_ sc: Scenario, model: LlamaModel, sweeps: [(Double, [TurnResult])], maxTok: Int, cold: ColdCheck,
+                    stores: [StoreStats] = [], diskWarm: [[String: Double]] = []) {
         for line in header(sc, model: model, maxTok: maxTok) { print(line) }
+        for (i, s) in stores.enumerated() where i < sweeps.count {
+            print(String(format: "store after recompute %.2f: RAM hits %d, evictions %d", sweeps[i].0, s.ramHits, s.ramEvictions)
+                  + (disk ? String(format: "; disk hits %d, %d entries, %d bytes, evictions %d", s.diskHits, s.diskEntries, s.diskBytes, s.diskEvictions) : ""))
+            if i < diskWarm.count {
+                let w = diskWarm[i]
+                print(String(format: "  warm start from disk (fresh engine, empty RAM): turn 1 TTFT %.0f ms (cold %.0f ms), reused %.0f/%.0f, disk hits %.0f",
+                             w["ttft_ms"] ?? 0, w["cold_ttft_ms"] ?? 0, w["reused"] ?? 0, w["prompt"] ?? 0, w["disk_hits"] ?? 0))
+            }
+        }
         for (ratio, results) in sweeps {
             print("")
             print("recompute \(Int((ratio * 100).rounded()))%")
@@ -216,7 +265,8 @@ struct BenchScenario: ParsableCommand {
         }
     }
 
-    func printJSON(_ sc: Scenario, model: LlamaModel, sweeps: [(Double, [TurnResult])], maxTok: Int, cold: ColdCheck) throws {
+    func printJSON(_ sc: Scenario, model: LlamaModel, sweeps: [(Double, [TurnResult])], maxTok: Int, cold: ColdCheck,
+                   stores: [StoreStats] = [], diskWarm: [[String: Double]] = []) throws {
         func sideJSON(_ s: Side) -> [String: Any] {
             ["ttft_ms": s.ttft * 1000, "reused_tokens": s.reused, "blended_tokens": s.blended,
              "recomputed_tokens": s.recomputed, "fresh_tokens": s.fresh, "kv_bytes": s.kvBytes,
@@ -249,8 +299,10 @@ struct BenchScenario: ParsableCommand {
         var obj: [String: Any] = [
             "scenario": sc.name, "machine": m.description, "cpus": m.cpus, "threads": threads, "schedule": "alternate",
             "model": model.config.name, "model_path": modelOptions.resolvedPath, "max_tokens": maxTok,
-            "kv_encoding": kvEncoding, "cache_mb": cacheMB,
+            "kv_encoding": kvEncoding, "cache_mb": cacheMB, "disk": disk,
         ]
+        if stores.count == 1 { obj["store"] = storeSummary(stores[0]) } else if !stores.isEmpty { obj["stores"] = stores.map(storeSummary) }
+        if diskWarm.count == 1 { obj["disk_warm_start"] = diskWarm[0] } else if !diskWarm.isEmpty { obj["disk_warm_starts"] = diskWarm }
         if runs.count == 1 {
             obj["recompute"] = runs[0]["recompute"]
             obj["turns"] = runs[0]["turns"]

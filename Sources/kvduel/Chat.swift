@@ -3,6 +3,7 @@ import DuelCore
 import Engine
 import Foundation
 import GGUF
+import KVCache
 import Llama
 import Session
 import TerminalUI
@@ -31,10 +32,11 @@ struct Chat: ParsableCommand {
     @Option(help: "Autoplay: seconds to hold after both answers (a turn's `hold:` wins).") var hold: Double = 3
     @Flag(help: "Autoplay: after the last turn, reset to cold and start over (booth mode).") var loop = false
 
-    func run() throws {
+    mutating func run() throws {
         guard let sched = Schedule(rawValue: schedule) else { throw CLIError("--schedule must be parallel or alternate, got '\(schedule)'") }
         guard ["default", "presentation", "mono"].contains(theme) else { throw CLIError("--theme must be default, presentation or mono") }
-        guard threads > 0 else { throw CLIError("--threads must be positive, got \(threads)") }
+        threads = try checked(Limits.threads(threads))
+        if let m = maxTokens { maxTokens = try checkedMaxTokens(m) }
         let perEngine = sched == .parallel ? max(1, threads / 2) : threads
         let options = try cacheOptions.engineOptions(diskDirectory: noDisk ? nil : ModelOptions.cacheDir + "/kv")
 
@@ -55,11 +57,11 @@ struct Chat: ParsableCommand {
             autoplay ? Autoplay(scenario: sc, options: Autoplay.Options(typingCPS: typingCps, hold: hold, loop: loop)) : nil
         }
         if let docs {
-            do { config.documents = try Document.loadDirectory(docs) } catch { throw CLIError("cannot read documents in \(docs): \(error.localizedDescription)") }
+            do { config.documents = try Document.loadDirectory(docs) } catch let e as DocumentError { throw CLIError("--docs: \(e)") } catch { throw CLIError("cannot read documents in \(docs): \(error.localizedDescription)") }
             guard !config.documents.isEmpty else { throw CLIError("no .txt or .md files in \(docs)") }
         }
         if !doc.isEmpty {
-            do { config.documents += try doc.map { try Document.load(path: $0) } } catch { throw CLIError("cannot read document: \(error.localizedDescription)") }
+            do { config.documents += try doc.map { try Document.load(path: $0) } } catch { throw CLIError("--doc: \(error)") }
         }
         if config.documents.isEmpty && scenario == nil {
             // The sample set: four of six blocks included, so the first (cold) answer comes quickly
@@ -89,11 +91,17 @@ struct Chat: ParsableCommand {
             let exit = try runDuelDemo(config: config, source: source, sinks: recorder.map { [$0] } ?? [], chrome: chrome)
             finish(recorder)
             if case .signal(let s) = exit { Foundation.exit(128 + s) }
+            if case .loadFailed(let m) = exit { throw CLIError(m) }
             return
         }
 
         // Everything that can fail with a one-line message fails before the screen opens.
         let path = try modelOptions.existingPath()
+        if !noDisk {
+            for dir in [ModelOptions.cacheDir, ModelOptions.cacheDir + "/kv"] {
+                if let note = DiskTier.tightenPermissions(of: dir) { Notes.print(note) }
+            }
+        }
         let file: GGUFFile
         let tokenizer: Tokenizer
         let llamaConfig: LlamaConfig
@@ -111,12 +119,15 @@ struct Chat: ParsableCommand {
 
         let exit = try runDuel(config: config, promptBuilder: builder, makeEngines: { progress in
             progress(0, "Loading \(llamaConfig.name)…")
-            let model = try LlamaModel(path: path) { f in progress(f * 0.95, "Loading weights… \(Int(f * 100))%") }
+            let model = try LlamaModel(path: path, identityMemoDirectory: ModelOptions.cacheDir,
+                                       progress: { f in progress(f * 0.9, "Loading weights… \(Int(f * 100))%") },
+                                       fingerprintProgress: { f in progress(0.9 + f * 0.1, "Fingerprinting… \(Int(f * 100))%") })
             recorder?.setModel(fingerprint: model.fingerprint)
             return try makeLlamaEngines(model, tokenizer, threads: perEngine, options: options, progress: progress)
         }, divergence: firstTokenKL, source: source, sinks: recorder.map { [$0] } ?? [], chrome: chrome)
         finish(recorder)
         if case .signal(let s) = exit { Foundation.exit(128 + s) }
+        if case .loadFailed(let m) = exit { throw CLIError(m) }
     }
 }
 

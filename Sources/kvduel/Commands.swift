@@ -1,4 +1,5 @@
 import ArgumentParser
+import DuelCore
 import Foundation
 import GGUF
 import Llama
@@ -43,8 +44,9 @@ struct Generate: ParsableCommand {
     @Option(help: "Worker threads.") var threads = ProcessInfo.processInfo.activeProcessorCount
     @Flag(help: "About 15-bit activations in matrix products (a second int8 pass over the rounding residual): float32-like results at about half the speed.") var preciseActivations = false
 
-    func run() throws {
-        guard threads > 0 else { throw CLIError("--threads must be positive, got \(threads)") }
+    mutating func run() throws {
+        threads = try checked(Limits.threads(threads))
+        maxTokens = try checkedMaxTokens(maxTokens)
         let text = try readPrompt(text: prompt, file: promptFile)
         let model = try modelOptions.load()
         let tok = try loadTokenizer(model.file)
@@ -123,8 +125,8 @@ struct Logits: ParsableCommand {
     @Flag(help: "About 15-bit activations in matrix products (a second int8 pass over the rounding residual): float32-like results at about half the speed.") var preciseActivations = false
     @Flag(help: "Print JSON.") var json = false
 
-    func run() throws {
-        guard threads > 0 else { throw CLIError("--threads must be positive, got \(threads)") }
+    mutating func run() throws {
+        threads = try checked(Limits.threads(threads))
         let model = try modelOptions.load()
         let tok = try loadTokenizer(model.file)
         let ids: [Int32]

@@ -1,4 +1,5 @@
 import ArgumentParser
+import DuelCore
 import Engine
 import Foundation
 import KVCache
@@ -24,11 +25,11 @@ struct CacheOptions: ParsableArguments {
     static func engineOptions(recompute: Double, cacheMB: Int, kvEncoding: String, checkLayers: String = "1,2,3",
                               diskDirectory: String?) throws -> ReuseEngine.Options {
         guard (0...1).contains(recompute) else { throw CLIError("--recompute must be between 0 and 1, got \(recompute)") }
-        guard cacheMB > 0 else { throw CLIError("--cache-mb must be positive") }
-        guard let enc = KVEncoding(name: kvEncoding) else { throw CLIError("--kv-encoding must be int4, int8, f16 or f32, got '\(kvEncoding)'") }
+        let cacheBytes = try checked(Limits.cacheBytes(megabytes: cacheMB))
+        guard let enc = KVEncoding(name: kvEncoding) else { throw CLIError("--kv-encoding must be one of \(KVEncoding.allCases.map(\.description).joined(separator: ", ")), got '\(kvEncoding)'") }
         var o = ReuseEngine.Options()
         o.recomputeRatio = recompute
-        o.ramBytes = cacheMB << 20
+        o.ramBytes = cacheBytes
         o.encoding = enc
         o.diskDirectory = diskDirectory
         let layers = checkLayers.split(separator: ",").map { Int($0.trimmingCharacters(in: .whitespaces)) }

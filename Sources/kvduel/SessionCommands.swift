@@ -103,7 +103,7 @@ struct Replay: ParsableCommand {
         let llama: LlamaModel
         let tokenizer: Tokenizer
         do {
-            llama = try LlamaModel(path: path)
+            llama = try LlamaModel(path: path, identityMemoDirectory: ModelOptions.cacheDir)
             tokenizer = try Tokenizer(gguf: llama.file)
         } catch { throw CLIError("\(path): \(error)") }
         guard llama.fingerprint == h.model.fingerprint else {

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import DuelCore
 import Llama
 
 /// Monotonic clock used by the CLI.
@@ -75,7 +76,31 @@ struct ModelOptions: ParsableArguments {
 
     func load(progress: ((Double) -> Void)? = nil) throws -> LlamaModel {
         let path = try existingPath()
-        do { return try LlamaModel(path: path, progress: progress) } catch { throw CLIError("\(path): \(error)") }
+        do { return try LlamaModel(path: path, identityMemoDirectory: Self.cacheDir, progress: progress) } catch { throw CLIError("\(path): \(error)") }
+    }
+}
+
+/// A checked command-line value: a `Limits.Error` becomes a `CLIError`; a clamp's note goes to
+/// standard error (once per distinct note), before any screen opens.
+func checked<T: Equatable>(_ check: @autoclosure () throws -> Limits.Checked<T>) throws -> T {
+    do {
+        let c = try check()
+        if let note = c.note { Notes.print(note) }
+        return c.value
+    } catch let e as Limits.Error {
+        throw CLIError(e.description)
+    }
+}
+
+func checkedMaxTokens(_ n: Int, contextLength: Int? = nil) throws -> Int {
+    do { return try Limits.maxTokens(n, contextLength: contextLength) } catch let e as Limits.Error { throw CLIError(e.description) }
+}
+
+enum Notes {
+    nonisolated(unsafe) static var printed: Set<String> = []
+    static func print(_ note: String) {
+        guard printed.insert(note).inserted else { return }
+        FileHandle.standardError.write(Data("kvduel: \(note)\n".utf8))
     }
 }
 

@@ -121,6 +121,40 @@ final class ReducerTests: XCTestCase {
         XCTAssertEqual(reduce(&s, .questionSubmitted("again")).count, 1, "a new question can go out at once")
     }
 
+    /// A question that fails (e.g. longer than the context) must not poison later turns.
+    func testAFailedTurnLeavesTheHistoryUnchanged() {
+        var s = TestDocs.state()
+        reduce(&s, .questionSubmitted("Who?"))
+        reduce(&s, .tokenArrived(pane: .cached, text: "A"))
+        reduce(&s, .answerFinished(pane: .cached, stats: stats(prompt: 10, reused: 0, ttft: 0.1), cumulative: stats(prompt: 10, reused: 0, ttft: 0.1)))
+        reduce(&s, .tokenArrived(pane: .baseline, text: "A"))
+        reduce(&s, .answerFinished(pane: .baseline, stats: stats(prompt: 10, reused: 0, ttft: 0.1), cumulative: stats(prompt: 10, reused: 0, ttft: 0.1)))
+        reduce(&s, .turnCompleted)
+        let before = s.history
+        XCTAssertEqual(before, [Turn(question: "Who?", answer: "A")])
+
+        for failing in [[PaneID.cached, .baseline], [.baseline], [.cached]] {
+            reduce(&s, .questionSubmitted(String(repeating: "long ", count: 50)))
+            for p in PaneID.allCases {
+                if failing.contains(p) {
+                    reduce(&s, .engineFailed(pane: p, message: "prompt of 9000 tokens exceeds the context"))
+                } else {
+                    reduce(&s, .tokenArrived(pane: p, text: "B"))
+                    reduce(&s, .answerFinished(pane: p, stats: stats(prompt: 10, reused: 0, ttft: 0.1), cumulative: stats(prompt: 10, reused: 0, ttft: 0.1)))
+                }
+            }
+            reduce(&s, .answerTokensKnown([1, 2]))
+            reduce(&s, .turnCompleted)
+            XCTAssertFalse(s.turnInFlight, "failing \(failing)")
+            XCTAssertEqual(s.history, before, "failing \(failing)")
+            XCTAssertEqual(s.turnsCompleted, 1, "failing \(failing)")
+            XCTAssertNotNil(s.notice)
+        }
+        // The next question is sent with the history as it was before the failures.
+        guard case .startTurn(let t)? = reduce(&s, .questionSubmitted("Next?")).first else { return XCTFail() }
+        XCTAssertEqual(t.history, before)
+    }
+
     func testEngineFailureIsShown() {
         var s = TestDocs.state()
         reduce(&s, .questionSubmitted("q"))

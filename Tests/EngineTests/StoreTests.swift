@@ -1,6 +1,8 @@
 import Engine
 import Foundation
+import GGUF
 import KVCache
+import Llama
 import TestSupport
 import XCTest
 
@@ -181,5 +183,47 @@ final class StoreTests: XCTestCase {
             XCTAssertEqual(healed.stats.reusedExact, Self.request.promptTokens.count - 1, "\(how): rewritten entries are good: \(split(healed.stats))")
             try assertEqualsBaseline(healed, Self.request, "\(how), healed")
         }
+    }
+}
+
+/// Issue 10, item 1: a copy of the model with one weight byte changed (where the old sampled
+/// fingerprint never looked) is another model: it never reuses the first one's KV, on disk or in RAM.
+final class ChangedWeightsTests: XCTestCase {
+    func testChangedWeightByteNeverReusesTheOthersKV() throws {
+        let dir = Fixture.tempDir("changed-weights")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        let original = try TinyModel.path(seed: 7)
+        let copy = dir + "/changed.gguf"
+        let file = try GGUFFile(path: original)
+        let t = try XCTUnwrap(file.tensor("blk.0.attn_norm.weight"))
+        var bytes = try [UInt8](Data(contentsOf: URL(fileURLWithPath: original)))
+        bytes[file.dataOffset + t.offset + 100] ^= 0x01
+        try Data(bytes).write(to: URL(fileURLWithPath: copy))
+
+        let (a, tok) = try Fixture.tinyModel(seed: 7)
+        let b = try LlamaModel(path: copy)
+        XCTAssertNotEqual(a.fingerprint, b.fingerprint)
+        var o = Fixture.tinyOptions(ratio: 1.0, disk: dir + "/kv", encoding: .f32)
+        let ea = try ReuseEngine(model: a, tokenizer: tok, threads: 1, options: o)
+        _ = try runRequest(ea, StoreTests.request)
+        XCTAssertGreaterThan(ea.memory.storeDiskBytes, 0)
+
+        // RAM: A's store holds none of B's keys (chunk chain and segments).
+        let eb = try ReuseEngine(model: b, tokenizer: tok, threads: 1, options: o)
+        for key in eb.store.prefixKeys(for: StoreTests.request.promptTokens) { XCTAssertFalse(ea.store.contains(key)) }
+        XCTAssertFalse(ea.store.contains(eb.store.segmentKey(for: StoreTests.doc.tokens)))
+        XCTAssertTrue(ea.store.contains(ea.store.segmentKey(for: StoreTests.doc.tokens)), "A's own entry is there")
+
+        // Disk: B over A's directory reuses nothing, for the same prompt or the moved document.
+        XCTAssertEqual(eb.cacheState(of: StoreTests.doc.tokens), .notCached)
+        let r1 = try runRequest(eb, StoreTests.request).result
+        XCTAssertEqual(r1.stats.reusedTokens, 0, split(r1.stats))
+        XCTAssertEqual(eb.store.stats.diskHits, 0)
+        o.diskDirectory = nil
+        let fresh = try ReuseEngine(model: b, tokenizer: tok, threads: 1, options: o)
+        let r2 = try runRequest(fresh, StoreTests.request).result
+        XCTAssertEqual(r1.tokens, r2.tokens, "B's answer is B's own")
+        XCTAssertLessThanOrEqual(maxAbsDiff(r1.firstTokenLogits ?? [], r2.firstTokenLogits ?? []), 1e-5)
     }
 }

@@ -18,7 +18,7 @@ final class DiskTierTests: TempDirTestCase {
 
     func testRoundTripAcrossRestart() throws {
         let keys = [Toy.key(1), Toy.key(2)]
-        let chunk = PrefixKeys.chain(tokens: [1, 2, 3], fingerprint: Toy.fingerprint)[0].cacheKey
+        let chunk = PrefixKeys.chain(tokens: [1], fingerprint: Toy.fingerprint)[0].cacheKey   // a 1-token chunk: values[2] holds 1 token
         let values = [Toy.encoded(tokens: 3, seed: 1, encoding: .int8), Toy.encoded(tokens: 2, seed: 2, encoding: .f16),
                       Toy.encoded(tokens: 1, seed: 3, encoding: .f32)]
         do {

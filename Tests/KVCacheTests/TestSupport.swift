@@ -38,8 +38,9 @@ enum Toy {
     }
 
     /// A segment key named by a small integer, for readable LRU tests.
+    /// It carries no token count, so it may name an entry of any length.
     static func key(_ id: Int) -> CacheKey {
-        SegmentKey(fingerprint: fingerprint, tokens: [Int32(id)]).cacheKey
+        CacheKey(kind: .segment, digest: SegmentKey(fingerprint: fingerprint, tokens: [Int32(id)]).digest)
     }
 }
 

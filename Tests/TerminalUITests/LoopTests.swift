@@ -132,7 +132,8 @@ final class LoopTests: XCTestCase {
         ], timeout: 10)
         let exit = runDuelLoop(device: term, config: DuelConfig(info: SessionInfo(modelName: "x")),
                                promptBuilder: WordPromptBuilder(), makeEngines: { _ in throw NoModel() })
-        XCTAssertEqual(exit, .quit)
+        // Quitting after a load failure is a failure: the command exits non-zero with the message.
+        XCTAssertEqual(exit, .loadFailed("Loading failed: model file not found"))
         XCTAssertNil(term.failedStep, term.lastText)
     }
 }

@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # End-to-end: drives the real kvduel binary in tmux on the default model, as a person would.
-# 1 start at 160x45 · 2 ask · 3 both panes show TTFT · 4 Tab, Shift-Down moves a block, Tab, ask
+# 1 start at 160x45 · 1b a bracketed paste is text · 2 ask · 3 both panes show TTFT · 4 Tab, Shift-Down moves a block, Tab, ask
 # again · 5 cached hit rate > 0 and the block order changed on screen · 6 resize · 7 Ctrl-C restores
 # the terminal · 8 `generate --chat` streams an answer with its timing line · 9 talks: an unattended
 # `--autoplay --loop --record` run through two loops, replayed at another size at ×4 pausing at a
-# marker, exported and played by `asciinema cat`, and charted by `report`. Prints "N passed, N failed" and exits non-zero on any failure.
+# marker, exported and played by `asciinema cat`, and charted by `report` · 10 hostile options. Prints "N passed, N failed" and exits non-zero on any failure.
 set -u
 cd "$(dirname "$0")/../.."
 BIN=${KVDUEL_BIN:-.build/release/kvduel}
@@ -39,6 +39,17 @@ tmux send-keys -t "$S" "stty -a > $OUT/stty-before; LANG=C.UTF-8 $BIN chat --max
 
 # 1. The duel opens; the model loads.
 if wait_for "type a question and press Enter" 1 60; then ok "the duel opens and the model loads"; else bad "the duel opens" "$(screen)"; finish; fi
+
+# 1b. Bracketed paste: a pasted Ctrl-N, Enter and colour escape sequence are text, not keys.
+printf 'paste: one\016 two\r\033[31mred\033[0m end' > "$OUT/paste"
+tmux load-buffer -b kvduel-e2e-paste "$OUT/paste"
+tmux paste-buffer -p -d -b kvduel-e2e-paste -t "$S"
+sleep 1
+if screen | grep -q "› paste: one two red end" && ! screen | grep -q "new conversation" && ! screen | grep -q "answering"; then
+    ok "a bracketed paste with ^N, Enter and ESC[31m lands as text"
+else bad "bracketed paste is text" "$(screen | grep -E '›|conversation|answering')"; fi
+tmux send-keys -t "$S" C-u
+sleep 0.3
 
 # 2-3. Ask; both panes show a final TTFT.
 tmux send-keys -t "$S" -l "Who founded Brightwater Analytics?"
@@ -144,4 +155,17 @@ err=$("$BIN" chat --record /nonexistent/dir/x.session --no-disk 2>&1); rc=$?
 if [ $rc -ne 0 ] && [ "$(echo "$err" | wc -l)" -eq 1 ] && echo "$err" | grep -q "cannot record to /nonexistent/dir/x.session"; then
     ok "an unwritable --record path is a one-line error before the screen opens"
 else bad "unwritable --record" "status $rc: $err"; fi
+# 10. Hostile or clumsy options: one-line errors, non-zero status; clamps say so.
+err=$("$BIN" generate --prompt hi --max-tokens=-1 2>&1); rc=$?
+if [ $rc -ne 0 ] && [ "$(echo "$err" | wc -l)" -eq 1 ] && echo "$err" | grep -q "max-tokens must be at least 1"; then
+    ok "--max-tokens=-1: one-line error, status $rc"
+else bad "--max-tokens=-1 refused" "status $rc: $err"; fi
+err=$("$BIN" chat --doc /nonexistent/kvduel-doc.txt 2>&1); rc=$?
+if [ $rc -ne 0 ] && echo "$err" | grep -q "/nonexistent/kvduel-doc.txt: no such file"; then
+    ok "--doc on a missing file names it, status $rc"
+else bad "--doc missing file named" "status $rc: $err"; fi
+gen=$("$BIN" generate --prompt hi --max-tokens 2 --threads 1000 2>&1); rc=$?
+if [ $rc -eq 0 ] && echo "$gen" | grep -q "threads 1000 is more than the" && echo "$gen" | grep -qE "· [0-9]+ threads\]"; then
+    ok "--threads 1000 is clamped to the cores, and says so"
+else bad "--threads 1000 clamped" "status $rc: $gen"; fi
 finish

@@ -42,6 +42,11 @@ const char *cterm_key_name(int code);
 /// has none, mapping them to KEY_SR/KEY_SF.
 void cterm_define_shift_keys(void);
 
+/// Key codes for the bracketed-paste start (ESC[200~) and end (ESC[201~) sequences, which
+/// cterm_start defines and enables (ESC[?2004h); every restore path disables it (ESC[?2004l).
+int cterm_key_paste_start(void);
+int cterm_key_paste_end(void);
+
 int cterm_key_resize(void);
 int cterm_key_sr(void);
 int cterm_key_sf(void);
