@@ -4,6 +4,7 @@ import Engine
 import Foundation
 import GGUF
 import Llama
+import RedisTier
 import TerminalUI
 import Tokenizer
 
@@ -13,6 +14,7 @@ struct Chat: ParsableCommand {
 
     @OptionGroup var modelOptions: ModelOptions
     @OptionGroup var cacheOptions: CacheOptions
+    @OptionGroup var remoteOptions: RemoteOptions
     @Option(help: "Threads in all; with the parallel schedule each engine gets half.")
     var threads = ProcessInfo.processInfo.activeProcessorCount
     @Option(help: "parallel (both at once, half the threads each) or alternate (one after the other, all threads).")
@@ -31,11 +33,13 @@ struct Chat: ParsableCommand {
         guard threads > 0 else { throw CLIError("--threads must be positive, got \(threads)") }
         let perEngine = sched == .parallel ? max(1, threads / 2) : threads
         let options = try cacheOptions.engineOptions(diskDirectory: noDisk ? nil : ModelOptions.cacheDir + "/kv")
+        let remoteURL = try remoteOptions.url()
 
         var config = DuelConfig(info: SessionInfo(modelName: "", threadsPerEngine: perEngine, schedule: sched,
                                                   recomputeRatio: options.recomputeRatio,
                                                   storeCapacityBytes: options.ramBytes, storage: options.encoding.description),
                                 theme: theme)
+        config.info.remote = remoteURL?.description
         if let scenario {
             do { config.apply(try Scenario.load(path: scenario)) } catch { throw CLIError("\(error)") }
         }
@@ -78,6 +82,11 @@ struct Chat: ParsableCommand {
         let exit = try runDuel(config: config, promptBuilder: builder, makeEngines: { progress in
             progress(0, "Loading \(llamaConfig.name)…")
             let model = try LlamaModel(path: path) { f in progress(f * 0.95, "Loading weights… \(Int(f * 100))%") }
+            var options = options
+            if let remoteURL {
+                progress(0.96, "Connecting to \(remoteURL)…")
+                options.lowerTiers = [RemoteOptions.tier(remoteURL, model: model, encoding: options.encoding)]
+            }
             let cached = try ReuseEngine(model: model, tokenizer: tokenizer, threads: perEngine, options: options)
             let baseline = BaselineEngine(model: model, tokenizer: tokenizer, threads: perEngine)
             progress(1, "Ready")
