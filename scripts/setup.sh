@@ -11,7 +11,8 @@ fi
 case "$(uname -s)" in
 Linux)
     need=()
-    for pkg in libncursesw5-dev pkg-config tmux python3-pip asciinema; do
+    # libhiredis-dev: the remote tier's client (the build links it); asciinema: the tests play exported casts.
+    for pkg in libncursesw5-dev libhiredis-dev pkg-config tmux python3-pip asciinema; do
         dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
     done
     # python3-pip only matters when pip is missing altogether.
@@ -28,9 +29,11 @@ Linux)
     fi
     ;;
 Darwin)
-    # Accelerate ships with macOS; ncurses with wide-character support comes from Homebrew.
-    if command -v brew >/dev/null 2>&1 && ! brew list ncurses >/dev/null 2>&1; then
-        brew install ncurses
+    # Accelerate ships with macOS; ncurses with wide-character support and hiredis come from Homebrew.
+    if command -v brew >/dev/null 2>&1; then
+        for pkg in ncurses hiredis redis; do
+            brew list "$pkg" >/dev/null 2>&1 || brew install "$pkg"
+        done
     fi
     ;;
 esac

@@ -23,6 +23,8 @@ public enum Action: Sendable, Hashable {
     case resized(cols: Int, rows: Int)
     case tick(now: Double)
     case rssSampled(bytes: Int)
+    /// The cached engine's store tiers, sampled (the remote tier's state changes between requests).
+    case storeSampled(tiers: [TierStats])
 
     // Loading.
     case loadingProgress(fraction: Double, message: String)

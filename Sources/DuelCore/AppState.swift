@@ -93,6 +93,8 @@ public struct AppState: Sendable, Hashable {
     /// Injected clock, seconds (monotonic); set by `.tick`.
     public var now: Double
     public var rssBytes: Int = 0
+    /// The cached engine's store tiers, sampled about once a second (sizes, remote state).
+    public var storeTiers: [TierStats] = []
     public var focus: Focus = .input
     public var showHelp = false
     public var input = LineEditor()

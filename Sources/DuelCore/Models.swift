@@ -61,6 +61,8 @@ public struct SessionInfo: Sendable, Hashable {
     public var storeCapacityBytes: Int
     /// "int8" or "f16".
     public var storage: String
+    /// The shared remote tier's URL, password masked; nil without one.
+    public var remote: String? = nil
     public init(modelName: String, modelBytes: Int = 0, threadsPerEngine: Int = 1,
                 schedule: Schedule = .parallel, recomputeRatio: Double = 0.15,
                 storeCapacityBytes: Int = 1 << 30, storage: String = "int8") {

@@ -158,6 +158,8 @@ public func reduce(_ state: inout AppState, _ action: Action) -> [Effect] {
         state.now = now
     case .rssSampled(let bytes):
         state.rssBytes = bytes
+    case .storeSampled(let tiers):
+        state.storeTiers = tiers
 
     case .loadingProgress(let f, let m):
         state.loading = LoadingState(fraction: min(1, max(0, f)), message: m)

@@ -70,6 +70,9 @@ public final class SessionController: @unchecked Sendable {
         self.divergence = divergence
     }
 
+    /// The cached engine's store tiers now (thread-safe).
+    public var cachedStoreTiers: [TierStats] { cached.storeTiers }
+
     /// Carries out what the reducer asked for. Call on the UI thread; returns at once.
     public func perform(_ effect: Effect) {
         switch effect {

@@ -1,3 +1,6 @@
+import KVCache
+@_exported import struct KVCache.TierStats
+
 // The contract both panes' engines implement. A request is an ordered list of segments, each
 // carrying its own token ids, so the cached and the baseline engine see exactly the same prompt.
 
@@ -78,8 +81,9 @@ public struct RequestStats: Sendable, Hashable {
     public var prefillSeconds = 0.0
     public var decodeSeconds = 0.0
     public var kvBytesLive = 0        // KV bytes of the current context
-    public var storeBytesRAM = 0
-    public var storeBytesDisk = 0
+    /// Per store tier, fastest first (RAM, disk, remote): where the reused tokens came from, and
+    /// each tier's traffic. Empty for an engine without a store.
+    public var tiers: [TierFigures] = []
     public var evictions = 0
     public var recomputeRatio = 0.0   // setting in force
     /// Reused-segment tokens run through the early check layers to choose what to recompute.
@@ -95,6 +99,57 @@ public struct RequestStats: Sendable, Hashable {
     public var hitRate: Double { promptTokens == 0 ? 0 : Double(reusedTokens) / Double(promptTokens) }
     public var decodeTokensPerSecond: Double {
         decodeSeconds > 0 && generatedTokens > 1 ? Double(generatedTokens - 1) / decodeSeconds : 0
+    }
+
+    /// The figures of the tier named `name` ("ram", "disk", "remote"), if the engine has one.
+    public subscript(tier name: String) -> TierFigures? {
+        get { tiers.first { $0.name == name } }
+        set {
+            if let i = tiers.firstIndex(where: { $0.name == name }) {
+                if let newValue { tiers[i] = newValue } else { tiers.remove(at: i) }
+            } else if let newValue {
+                tiers.append(newValue)
+            }
+        }
+    }
+
+    /// Store bytes in RAM / on disk after the request.
+    public var storeBytesRAM: Int {
+        get { self[tier: "ram"]?.storeBytes ?? 0 }
+        set { var t = self[tier: "ram"] ?? TierFigures(name: "ram"); t.storeBytes = newValue; self[tier: "ram"] = t }
+    }
+    public var storeBytesDisk: Int {
+        get { self[tier: "disk"]?.storeBytes ?? 0 }
+        set { var t = self[tier: "disk"] ?? TierFigures(name: "disk"); t.storeBytes = newValue; self[tier: "disk"] = t }
+    }
+}
+
+/// One store tier's part in a request (in `cumulative`: in all requests since the reset).
+/// Traffic fields are this request's; `storeBytes`, the error counts and `state` are the tier's
+/// totals / state after it.
+public struct TierFigures: Sendable, Hashable, Codable {
+    public var name: String
+    /// Prompt tokens whose reused KV (exact or blended, recomputed excluded) came from this tier.
+    /// The live context of the previous turn counts as "ram". Sums to `RequestStats.reusedTokens`.
+    public var hitTokens = 0
+    /// Bytes the tier holds after the request.
+    public var storeBytes = 0
+    /// Entry bytes read / written (remote: acknowledged by the server) during the request.
+    public var bytesRead = 0
+    public var bytesWritten = 0
+    public var roundTrips = 0
+    /// Read time on the request path, seconds (remote: the pipelined look-up).
+    public var readSeconds = 0.0
+    /// Totals since the tier opened: entries rejected (corrupt, truncated, foreign, bad MAC),
+    /// failed writes, writes dropped (full queue, unreachable).
+    public var rejectedEntries = 0
+    public var writeErrors = 0
+    public var droppedWrites = 0
+    /// "ok", "unreachable", "retrying" for a tier with a connection; nil otherwise.
+    public var state: String?
+
+    public init(name: String) {
+        self.name = name
     }
 }
 
@@ -172,17 +227,25 @@ public protocol InferenceEngine: AnyObject {
     var cumulative: RequestStats { get }
     /// KV bytes currently held: the live context and the store tiers.
     var memory: MemoryStats { get }
+    /// The store's tiers now (thread-safe; the UI samples it for the remote tier's state).
+    var storeTiers: [TierStats] { get }
 }
 
 public struct MemoryStats: Sendable, Hashable {
     public var liveKVBytes = 0
-    public var storeRAMBytes = 0
-    public var storeDiskBytes = 0
-    public var storeRAMCapacity = 0
+    /// One per store tier, fastest first.
+    public var storeTiers: [TierStats] = []
     public init() {}
+
+    public var storeRAMBytes: Int { storeTiers.first { $0.name == "ram" }?.bytes ?? 0 }
+    public var storeDiskBytes: Int { storeTiers.first { $0.name == "disk" }?.bytes ?? 0 }
+    public var storeRAMCapacity: Int { storeTiers.first { $0.name == "ram" }?.capacityBytes ?? 0 }
+    /// Bytes held by every store tier together.
+    public var storeBytes: Int { storeTiers.reduce(0) { $0 + $1.bytes } }
 }
 
 extension InferenceEngine {
     /// Engines that keep nothing between requests hold no KV memory outside a request.
     public var memory: MemoryStats { MemoryStats() }
+    public var storeTiers: [TierStats] { [] }
 }

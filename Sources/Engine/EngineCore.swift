@@ -128,8 +128,20 @@ extension RequestStats {
         checkedTokens += r.checkedTokens
         postAnswerSeconds += r.postAnswerSeconds
         kvBytesLive = r.kvBytesLive
-        storeBytesRAM = r.storeBytesRAM
-        storeBytesDisk = r.storeBytesDisk
+        for t in r.tiers {
+            var a = self[tier: t.name] ?? TierFigures(name: t.name)
+            a.hitTokens += t.hitTokens
+            a.bytesRead += t.bytesRead
+            a.bytesWritten += t.bytesWritten
+            a.roundTrips += t.roundTrips
+            a.readSeconds += t.readSeconds
+            a.storeBytes = t.storeBytes
+            a.rejectedEntries = t.rejectedEntries
+            a.writeErrors = t.writeErrors
+            a.droppedWrites = t.droppedWrites
+            a.state = t.state
+            self[tier: t.name] = a
+        }
         evictions = r.evictions
         recomputeRatio = r.recomputeRatio
     }

@@ -27,6 +27,8 @@ public final class ReuseEngine: InferenceEngine {
         public var diskDirectory: String?
         public var diskBytes = 2 << 30
         public var chunkSize = 256
+        /// Store tiers after RAM and disk, in order (e.g. a remote tier shared with other instances).
+        public var lowerTiers: [any KVTier] = []
         public init() {}
     }
 
@@ -46,22 +48,27 @@ public final class ReuseEngine: InferenceEngine {
         self.options = options
         core = EngineCore(model: model, tokenizer: tokenizer, threads: threads)
         let c = model.config
-        store = try TieredStore(.init(fingerprint: ModelFingerprint(components: [model.fingerprint]),
+        store = try TieredStore(.init(fingerprint: Self.storeFingerprint(model),
                                       layers: c.layers, kvDim: c.kvDim, encoding: options.encoding,
                                       ramCapacityBytes: options.ramBytes, diskDirectory: options.diskDirectory,
-                                      diskCapacityBytes: options.diskBytes, chunkSize: options.chunkSize))
+                                      diskCapacityBytes: options.diskBytes, chunkSize: options.chunkSize),
+                                lowerTiers: options.lowerTiers)
         live = KVState(config: c)
     }
 
+    /// The fingerprint the store keys this model's KV with (a remote tier must use the same).
+    public static func storeFingerprint(_ model: LlamaModel) -> ModelFingerprint {
+        ModelFingerprint(components: [model.fingerprint])
+    }
+
     public var memory: MemoryStats {
-        let s = store.stats
         var m = MemoryStats()
         m.liveKVBytes = live.bytes
-        m.storeRAMBytes = s.ramBytes
-        m.storeDiskBytes = s.diskBytes
-        m.storeRAMCapacity = s.ramCapacityBytes
+        m.storeTiers = store.stats.tiers
         return m
     }
+
+    public var storeTiers: [TierStats] { store.stats.tiers }
 
     public func reset() {
         store.clear(wipeDisk: true)
@@ -102,7 +109,20 @@ public final class ReuseEngine: InferenceEngine {
         var liveMatch = 0
         let liveTokens = live.tokens
         while liveMatch < min(live.count, prompt.count) && liveTokens[liveMatch] == prompt[liveMatch] { liveMatch += 1 }
+        // Tiers that are not local (a shared server) are asked once, in one batch, for every chunk
+        // the live context does not cover and every segment that could be reused.
+        if store.tiers.contains(where: { !$0.isLocal }) {
+            let covered = min(liveMatch, liveExact)
+            var keys = store.prefixKeys(for: prompt).filter { $0.tokenRange.upperBound > covered }.map(\.cacheKey)
+            for seg in request.segments where seg.tokens.count >= options.minSegmentTokens {
+                keys.append(store.segmentKey(for: seg.tokens).cacheKey)
+            }
+            store.prefetch(keys)
+        }
+        defer { store.clearPrefetched() }
         let match = store.matchPrefix(tokens: prompt)
+        // Which tier each reused run came from (index into `store.tiers`; the live context is RAM).
+        var prefixSources: [(range: Range<Int>, tier: Int)] = []
         var prefix = 0
         var rewriteChunksFrom = Int.max
         var exactLimit = Int.max       // prefix tokens past this are approximate
@@ -114,16 +134,19 @@ public final class ReuseEngine: InferenceEngine {
             work.truncate(to: liveMatch)
             prefix = liveMatch
             exactLimit = liveExact
+            prefixSources.append((0..<prefix, 0))
         } else {
             work.truncate(to: liveExactMatch)
             prefix = liveExactMatch
+            prefixSources.append((0..<prefix, 0))
             for key in match.keys where key.tokenRange.upperBound > prefix {
-                guard let entry = store.get(key), entry.tokenCount == key.tokenCount else {
+                guard let (entry, tier) = store.lookup(key), entry.tokenCount == key.tokenCount else {
                     // Damaged (now deleted); the chunks after it are rewritten after this request.
                     rewriteChunksFrom = key.tokenRange.lowerBound
                     break
                 }
                 load(entry, tokens: Array(prompt[key.tokenRange]), into: work, from: prefix - key.tokenRange.lowerBound)
+                prefixSources.append((prefix..<key.tokenRange.upperBound, tier))
                 prefix = key.tokenRange.upperBound
             }
         }
@@ -152,14 +175,16 @@ public final class ReuseEngine: InferenceEngine {
         var candidates: [Int] = []          // batch rows with loaded KV
         var segmentHeads = Set<Int>()
         var blendedSegments = Set<Int>()    // segment indices
+        var segmentSources: [(rows: Range<Int>, tier: Int)] = []   // rows relative to `prefix`
         var offset = 0
         for (si, seg) in request.segments.enumerated() {
             let a = offset, b = offset + seg.tokens.count
             offset = b
             guard b > prefix else { continue }
             let from = max(a, prefix)
-            if from == a, isReusable(seg, endsBefore: b < prompt.count), let entry = store.get(store.segmentKey(for: seg.tokens)), entry.tokenCount == seg.tokens.count {
+            if from == a, isReusable(seg, endsBefore: b < prompt.count), let (entry, tier) = store.lookup(store.segmentKey(for: seg.tokens)), entry.tokenCount == seg.tokens.count {
                 let slots = load(entry, tokens: seg.tokens, into: work)
+                segmentSources.append(((slots.lowerBound - prefix)..<(slots.upperBound - prefix), tier))
                 work.shift(slots, by: Int32(a) - entry.positions[0])
                 blendedSegments.insert(si)
                 for r in slots { candidates.append(r - prefix) }
@@ -203,6 +228,10 @@ public final class ReuseEngine: InferenceEngine {
         stats.reusedBlended = (prefix - exactPrefix)
             + (options.recomputeRatio <= 0 ? candidates.count : candidates.count - recomputed.count)
         stats.computedFresh = prompt.count - prefix - candidates.count
+        var hitTokens = Array(repeating: 0, count: store.tiers.count)
+        for (r, tier) in prefixSources { hitTokens[tier] += r.clamped(to: 0..<prefix).count }
+        let recomputedRows = options.recomputeRatio <= 0 ? Set<Int>() : Set(recomputed)
+        for (r, tier) in segmentSources { hitTokens[tier] += r.filter { !recomputedRows.contains($0) }.count }
 
         // ---- decode ----
         let d = core.decode(from: logits, cache: work, request: request, start: start, cancel: cancel, onEvent: onEvent)
@@ -242,8 +271,21 @@ public final class ReuseEngine: InferenceEngine {
 
         let after = store.stats
         stats.kvBytesLive = live.bytes
-        stats.storeBytesRAM = after.ramBytes
-        stats.storeBytesDisk = after.diskBytes
+        stats.tiers = after.tiers.indices.map { i in
+            let a = after.tiers[i], b = storeBefore.tiers[i]
+            var t = TierFigures(name: a.name)
+            t.hitTokens = hitTokens[i]
+            t.storeBytes = a.bytes
+            t.bytesRead = a.bytesRead - b.bytesRead
+            t.bytesWritten = a.bytesWritten - b.bytesWritten
+            t.roundTrips = a.roundTrips - b.roundTrips
+            t.readSeconds = a.readSeconds - b.readSeconds
+            t.rejectedEntries = a.rejectedEntries
+            t.writeErrors = a.writeErrors
+            t.droppedWrites = a.droppedWrites
+            t.state = a.state
+            return t
+        }
         stats.evictions = after.evictions
         result.stats = stats
         cumulative.accumulate(stats)

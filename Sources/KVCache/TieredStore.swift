@@ -1,44 +1,56 @@
 import Foundation
 
-/// Where an entry is held.
-public enum StoreTier: Sendable, Equatable {
-    case ram
-    case disk
+/// Where an entry is held: a tier's name.
+public struct StoreTier: Sendable, Hashable, CustomStringConvertible {
+    public let name: String
+    public init(_ name: String) { self.name = name }
+    public static let ram = StoreTier("ram")
+    public static let disk = StoreTier("disk")
+    public static let remote = StoreTier("remote")
+    public var description: String { name }
 }
 
-/// Counters and sizes of a `TieredStore`.
+/// Counters and sizes of a `TieredStore`: one `TierStats` per tier, fastest first.
 public struct StoreStats: Sendable, Equatable {
     public var encoding: KVEncoding = .default
     /// Stored bytes per token with the store's encoding and shape (`KVEncoding.bytesPerToken`).
     public var bytesPerToken = 0
-
-    public var ramBytes = 0
-    public var ramEntries = 0
-    public var ramCapacityBytes = 0
-    /// Disk bytes are whole files (128-byte header included).
-    public var diskBytes = 0
-    public var diskEntries = 0
-    public var diskCapacityBytes = 0
-
-    /// `get` calls answered from RAM / from disk / by neither.
-    public var ramHits = 0
-    public var diskHits = 0
+    /// One per tier, in the store's order (RAM first). `hits` counts `get` calls answered by the tier.
+    public var tiers: [TierStats] = []
+    /// `get` calls answered by no tier.
     public var misses = 0
-    public var ramEvictions = 0
-    public var diskEvictions = 0
-    /// Disk entries found corrupt, truncated or foreign, and deleted.
-    public var rejectedEntries = 0
-    /// Entries larger than a tier's whole capacity (counted per tier).
-    public var oversizeRejected = 0
-    public var diskWriteErrors = 0
 
-    /// Time in `matchPrefix` (key chain, index checks).
+    /// Time in `matchPrefix` and `prefetch` (key chain, index checks, remote round trips).
     public var lookupSeconds = 0.0
     /// Time in `get` / `getBlock` (RAM copy or disk read and check; decode for `getBlock`).
     public var loadSeconds = 0.0
 
-    public var hits: Int { ramHits + diskHits }
-    public var evictions: Int { ramEvictions + diskEvictions }
+    public init() {}
+
+    /// The tier named `name`, if the store has one.
+    public subscript(tier name: String) -> TierStats? { tiers.first { $0.name == name } }
+
+    public var hits: Int { tiers.reduce(0) { $0 + $1.hits } }
+    public var evictions: Int { tiers.reduce(0) { $0 + $1.evictions } }
+    /// Entries found corrupt, truncated, foreign or unauthenticated, in any tier.
+    public var rejectedEntries: Int { tiers.reduce(0) { $0 + $1.rejectedEntries } }
+    /// Entries larger than a tier's whole capacity (counted per tier).
+    public var oversizeRejected: Int { tiers.reduce(0) { $0 + $1.oversizeRejected } }
+    public var writeErrors: Int { tiers.reduce(0) { $0 + $1.writeErrors } }
+
+    // The two local tiers by name (tests and older callers).
+    public var ramBytes: Int { self[tier: "ram"]?.bytes ?? 0 }
+    public var ramEntries: Int { self[tier: "ram"]?.entries ?? 0 }
+    public var ramCapacityBytes: Int { self[tier: "ram"]?.capacityBytes ?? 0 }
+    public var ramHits: Int { self[tier: "ram"]?.hits ?? 0 }
+    public var ramEvictions: Int { self[tier: "ram"]?.evictions ?? 0 }
+    /// Disk bytes are whole files (128-byte header included).
+    public var diskBytes: Int { self[tier: "disk"]?.bytes ?? 0 }
+    public var diskEntries: Int { self[tier: "disk"]?.entries ?? 0 }
+    public var diskCapacityBytes: Int { self[tier: "disk"]?.capacityBytes ?? 0 }
+    public var diskHits: Int { self[tier: "disk"]?.hits ?? 0 }
+    public var diskEvictions: Int { self[tier: "disk"]?.evictions ?? 0 }
+    public var diskWriteErrors: Int { self[tier: "disk"]?.writeErrors ?? 0 }
 }
 
 /// Result of `TieredStore.matchPrefix`.
@@ -52,7 +64,8 @@ public struct PrefixMatch: Sendable, Equatable {
     public var tokenCount: Int { keys.last?.tokenRange.upperBound ?? 0 }
 }
 
-/// RAM then disk. Typical engine use (prefix reuse):
+/// An ordered list of tiers: RAM, then disk, then any lower tiers given at init (a shared remote
+/// tier). Typical engine use (prefix reuse):
 ///
 ///     let store = try TieredStore(.init(fingerprint: fp, layers: 30, kvDim: 192,
 ///                                       ramCapacityBytes: cacheMB << 20,
@@ -67,7 +80,11 @@ public struct PrefixMatch: Sendable, Equatable {
 ///
 /// Segment reuse is the same with `segmentKey(for:context:)` and `contains` / `get` / `put`.
 ///
-/// `put` writes to RAM and, write-through, to disk: every entry is on disk as soon as
+/// A tier that is not local (`KVTier.isLocal`, e.g. a remote server) is read only through
+/// `prefetch(_:)`: one batch per request, before `matchPrefix`; what it found is held until
+/// `clearPrefetched()` and handed out by `get` (then promoted into RAM), counted as that tier's hits.
+///
+/// `put` writes to RAM and, write-through, to every lower tier: every entry is on disk as soon as
 /// it is stored, so a run killed at any moment leaves a warm cache, and evicting from RAM never
 /// writes (a RAM eviction can happen inside a `get` that promotes a disk hit, on the TTFT path).
 /// The price is one file write per `put`, which the engine can make off its critical path.
@@ -102,15 +119,21 @@ public final class TieredStore: @unchecked Sendable {
     public let configuration: Configuration
     public let ram: RAMTier
     public let disk: DiskTier?
+    /// Every tier, fastest first: RAM, disk (if configured), then the lower tiers given at init.
+    public let tiers: [any KVTier]
     /// Parent of the first prefix chunk for this model.
     public let root: Digest128
 
     private let lock = NSLock()
-    private var ramHits = 0, diskHits = 0, misses = 0
+    private var tierHits: [Int]
+    private var misses = 0
     private var lookupNanos: UInt64 = 0, loadNanos: UInt64 = 0
+    /// What `prefetch` found in tiers that are not local: entry and tier index.
+    private var prefetched: [CacheKey: (value: EncodedKV, tier: Int)] = [:]
 
-    /// Opens the tiers; throws only if the disk directory cannot be created.
-    public init(_ configuration: Configuration) throws {
+    /// Opens the tiers; throws only if the disk directory cannot be created. `lowerTiers` come
+    /// after RAM and disk, in order (e.g. a remote tier shared with other instances).
+    public init(_ configuration: Configuration, lowerTiers: [any KVTier] = []) throws {
         self.configuration = configuration
         ram = RAMTier(capacityBytes: configuration.ramCapacityBytes)
         if let dir = configuration.diskDirectory {
@@ -121,6 +144,11 @@ public final class TieredStore: @unchecked Sendable {
         } else {
             disk = nil
         }
+        var tiers: [any KVTier] = [ram]
+        if let disk { tiers.append(disk) }
+        tiers += lowerTiers
+        self.tiers = tiers
+        tierHits = Array(repeating: 0, count: tiers.count)
         root = PrefixKeys.root(configuration.fingerprint)
     }
 
@@ -148,39 +176,72 @@ public final class TieredStore: @unchecked Sendable {
         return put(key, encoded: EncodedKV(block, encoding: configuration.encoding))
     }
 
-    /// Stores an already encoded entry (any encoding) in RAM and on disk.
+    /// Stores an already encoded entry (any encoding) in every tier (write-through; a remote
+    /// tier queues the write and returns at once).
     @discardableResult
     public func put(_ key: some CacheKeyConvertible, encoded: EncodedKV) -> Bool {
         guard encoded.layers == configuration.layers, encoded.kvDim == configuration.kvDim else { return false }
         let key = key.cacheKey
-        let inRAM = ram.put(key, encoded).isStored
-        let onDisk = disk?.put(key, encoded).isStored ?? false
-        return inRAM || onDisk
+        var stored = false
+        for tier in tiers where tier.put(key, encoded).isStored { stored = true }
+        return stored
     }
 
-    /// The entry from RAM, else from disk (then promoted to RAM if it fits); nil on a miss.
+    /// The entry from the fastest tier holding it (a lower tier's hit is promoted to RAM if it
+    /// fits); nil on a miss.
     public func get(_ key: some CacheKeyConvertible) -> EncodedKV? {
+        lookup(key)?.value
+    }
+
+    /// `get`, with the index in `tiers` of the tier that answered.
+    public func lookup(_ key: some CacheKeyConvertible) -> (value: EncodedKV, tier: Int)? {
         let start = Self.now()
         let key = key.cacheKey
-        var tier: StoreTier?
-        var value = ram.get(key)
-        if value != nil {
-            tier = .ram
-        } else if let v = disk?.get(key) {
-            tier = .disk
-            value = v
-            if v.byteCount <= ram.capacityBytes { ram.put(key, v) }
+        var found: (value: EncodedKV, tier: Int)?
+        for (i, tier) in tiers.enumerated() where tier.isLocal {
+            if let v = tier.get(key) {
+                found = (v, i)
+                break
+            }
         }
+        if found == nil, let p = lock.held({ prefetched.removeValue(forKey: key) }) { found = p }
+        if let f = found, f.tier > 0, f.value.byteCount <= ram.capacityBytes { ram.put(key, f.value) }
         let elapsed = Self.now() &- start
         lock.held {
             loadNanos &+= elapsed
-            switch tier {
-            case .ram: ramHits += 1
-            case .disk: diskHits += 1
-            case nil: misses += 1
-            }
+            if let f = found { tierHits[f.tier] += 1 } else { misses += 1 }
         }
-        return value
+        return found
+    }
+
+    /// Asks every tier that is not local for those of `keys` no local tier holds, in one batch
+    /// per tier (a remote tier: one round trip). What they hold is kept for `contains`/`get`
+    /// until `clearPrefetched()` or the next `prefetch`. Returns the number of entries found.
+    @discardableResult
+    public func prefetch(_ keys: [CacheKey]) -> Int {
+        lock.held { prefetched = [:] }
+        let remoteTiers = tiers.indices.filter { !tiers[$0].isLocal }
+        guard !remoteTiers.isEmpty else { return 0 }
+        let start = Self.now()
+        var seen = Set<CacheKey>()
+        var want = keys.filter { k in seen.insert(k).inserted && !tiers.contains { $0.isLocal && $0.contains(k) } }
+        var found = 0
+        for i in remoteTiers where !want.isEmpty {
+            let got = tiers[i].fetch(want).filter {
+                $0.value.layers == configuration.layers && $0.value.kvDim == configuration.kvDim
+            }
+            lock.held { for (k, v) in got { prefetched[k] = (v, i) } }
+            found += got.count
+            want.removeAll { got[$0] != nil }
+        }
+        let elapsed = Self.now() &- start
+        lock.held { lookupNanos &+= elapsed }
+        return found
+    }
+
+    /// Drops what `prefetch` found and `get` did not take (call at the end of a request).
+    public func clearPrefetched() {
+        lock.held { prefetched = [:] }
     }
 
     /// `get`, decoded to f32 (decode time counts as load time).
@@ -199,11 +260,11 @@ public final class TieredStore: @unchecked Sendable {
         location(of: key) != nil
     }
 
-    /// The fastest tier holding the entry.
+    /// The fastest tier holding the entry (for a tier that is not local: found by `prefetch`).
     public func location(of key: some CacheKeyConvertible) -> StoreTier? {
         let key = key.cacheKey
-        if ram.contains(key) { return .ram }
-        if disk?.contains(key) == true { return .disk }
+        for tier in tiers where tier.isLocal && tier.contains(key) { return StoreTier(tier.name) }
+        if let i = lock.held({ prefetched[key]?.tier }) { return StoreTier(tiers[i].name) }
         return nil
     }
 
@@ -222,10 +283,11 @@ public final class TieredStore: @unchecked Sendable {
             }
             var counts = Set<Int>()
             var stored = Set<Digest128>()
-            for c in ram.children(of: key.parent) + (disk?.children(of: key.parent) ?? [])
-            where c.tokenCount < key.tokenCount {
-                counts.insert(c.tokenCount)
-                stored.insert(c.key.digest)
+            for tier in tiers where tier.isLocal {
+                for c in tier.children(of: key.parent) where c.tokenCount < key.tokenCount {
+                    counts.insert(c.tokenCount)
+                    stored.insert(c.key.digest)
+                }
             }
             let lo = key.tokenRange.lowerBound
             for n in counts.sorted(by: >) {
@@ -245,19 +307,21 @@ public final class TieredStore: @unchecked Sendable {
     // MARK: maintenance
 
     /// Cold reset: drops RAM entries and zeroes every counter; with `wipeDisk`, deletes the disk
-    /// entries too (otherwise the next `get` finds them, as after a restart).
+    /// entries too (otherwise the next `get` finds them, as after a restart). Tiers that are not
+    /// local (a server shared with other instances) are never wiped from here.
     public func clear(wipeDisk: Bool = false) {
         ram.removeAll()
-        if wipeDisk { disk?.removeAll() }
+        if wipeDisk {
+            for tier in tiers.dropFirst() where tier.isLocal { tier.removeAll() }
+        }
+        clearPrefetched()
         resetCounters()
     }
 
     public func resetCounters() {
-        ram.resetCounters()
-        disk?.resetCounters()
+        for tier in tiers { tier.resetCounters() }
         lock.held {
-            ramHits = 0
-            diskHits = 0
+            tierHits = Array(repeating: 0, count: tiers.count)
             misses = 0
             lookupNanos = 0
             loadNanos = 0
@@ -265,25 +329,12 @@ public final class TieredStore: @unchecked Sendable {
     }
 
     public var stats: StoreStats {
-        let r = ram.stats
-        let d = disk?.stats
         var s = StoreStats()
         s.encoding = configuration.encoding
         s.bytesPerToken = configuration.encoding.bytesPerToken(layers: configuration.layers, kvDim: configuration.kvDim)
-        s.ramBytes = r.bytes
-        s.ramEntries = r.entries
-        s.ramCapacityBytes = r.capacityBytes
-        s.ramEvictions = r.evictions
-        s.oversizeRejected = r.oversizeRejected + (d?.oversizeRejected ?? 0)
-        s.diskBytes = d?.bytes ?? 0
-        s.diskEntries = d?.entries ?? 0
-        s.diskCapacityBytes = d?.capacityBytes ?? 0
-        s.diskEvictions = d?.evictions ?? 0
-        s.rejectedEntries = d?.rejectedEntries ?? 0
-        s.diskWriteErrors = d?.writeErrors ?? 0
+        s.tiers = tiers.map(\.tierStats)
         lock.held {
-            s.ramHits = ramHits
-            s.diskHits = diskHits
+            for i in s.tiers.indices { s.tiers[i].hits = tierHits[i] }
             s.misses = misses
             s.lookupSeconds = Double(lookupNanos) / 1e9
             s.loadSeconds = Double(loadNanos) / 1e9

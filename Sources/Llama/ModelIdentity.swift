@@ -27,7 +27,7 @@ public struct ModelIdentity: Sendable, Equatable {
 
     /// SHA-256 of the whole file, lowercase hex.
     public let fileSHA256: String
-    /// `kv_kernel_path()`: "avx2-fma-f16c" or "portable-c".
+    /// `kv_kernel_path()`: the build's arithmetic, e.g. "x86_64+avx2+fma+f16c/ckernels-v2" or "aarch64+neon/ckernels-v2".
     public let kernelPath: String
     /// The combined digest (hex), what cache keys are derived from.
     public let digest: String

@@ -211,9 +211,11 @@ public func runDuelLoop(device: TerminalDevice, config: DuelConfig, promptBuilde
         if now - lastRSS >= 1 {
             lastRSS = now
             all.append(.rssSampled(bytes: residentSetBytes()))
+            if let controller { all.append(.storeSampled(tiers: controller.cachedStoreTiers)) }
         }
         var quit = false
         let rssBefore = state.rssBytes
+        let tiersBefore = state.storeTiers
         for a in all {
             record?(a)
             for sink in sinks { sink.observe(a, at: now) }
@@ -229,7 +231,8 @@ public func runDuelLoop(device: TerminalDevice, config: DuelConfig, promptBuilde
             if state != before { dirty = true }
         }
 
-        if !engineActions.isEmpty || !actions.isEmpty || state.rssBytes != rssBefore { dirty = true }
+        if !engineActions.isEmpty || !actions.isEmpty || state.rssBytes != rssBefore
+            || state.storeTiers != tiersBefore { dirty = true }
         let live = state.panes.contains { $0.isBusy } || state.loading != nil
         if live && now - lastTick >= 1 / options.tickHz { dirty = true; lastTick = now }
         if dirty && (keyed || now - lastFrame >= 1 / options.maxFPS) {

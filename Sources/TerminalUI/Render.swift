@@ -102,12 +102,13 @@ func drawTopBar(_ g: inout CellGrid, _ s: AppState, _ r: Rect) {
     let size = i.modelBytes > 0 ? " (\(Fmt.bytes(i.modelBytes)))" : ""
     let threads = "\(i.threadsPerEngine) thread\(i.threadsPerEngine == 1 ? "" : "s")/engine"
     let rss = s.rssBytes > 0 ? Fmt.bytes(s.rssBytes) : "–"
+    let remote = i.remote.map { ["remote \($0)"] } ?? []
     var full = [" kvduel", i.modelName + size, threads, "schedule: \(i.schedule.rawValue)",
                 "recompute \(Fmt.percent(i.recomputeRatio))",
-                "store \(Fmt.bytes(i.storeCapacityBytes)) \(i.storage)", "RSS \(rss) "]
+                "store \(Fmt.bytes(i.storeCapacityBytes)) \(i.storage)"] + remote + ["RSS \(rss) "]
     var compact = [" kvduel", i.modelName + size, "\(i.threadsPerEngine)thr/eng", i.schedule.rawValue,
-                   "rc \(Fmt.percent(i.recomputeRatio))", "store \(Fmt.bytes(i.storeCapacityBytes)) \(i.storage)",
-                   "RSS \(rss) "]
+                   "rc \(Fmt.percent(i.recomputeRatio))", "store \(Fmt.bytes(i.storeCapacityBytes)) \(i.storage)"]
+                   + remote + ["RSS \(rss) "]
     let badge = s.chrome.badge.map { " " + $0 } ?? ""
     full[0] += badge
     compact[0] += badge
@@ -281,13 +282,54 @@ public func meterLines(_ s: AppState, _ pane: PaneID, width: Int) -> [[Span]] {
     let allChip = [Span(compact ? "all " : "overall ", label), Span(ratio(p.cumulative), value)]
     let recomputedChip = [Span(compact ? "recomp " : "recomputed ", label), Span("\(p.lastStats?.recomputed ?? 0)", value)]
     let live = p.lastStats?.kvBytesLive ?? 0
-    let ram = p.lastStats?.storeBytesRAM ?? 0, disk = p.lastStats?.storeBytesDisk ?? 0
-    let kvChip = compact
-        ? [Span("KV ", label), Span(Fmt.bytes(live), value), Span("/", label), Span(Fmt.bytes(ram + disk), value)]
+    // Store tiers: the sampled ones (fresh sizes, remote state) when there are, else the last answer's.
+    let lastTiers = p.lastStats?.tiers ?? []
+    var tiers: [(name: String, bytes: Int, rejected: Int, writeErrors: Int, dropped: Int, state: String?)] =
+        s.storeTiers.map { ($0.name, $0.bytes, $0.rejectedEntries, $0.writeErrors, $0.droppedWrites, $0.state) }
+    if tiers.isEmpty || pane == .baseline {
+        tiers = lastTiers.map { ($0.name, $0.storeBytes, $0.rejectedEntries, $0.writeErrors, $0.droppedWrites, $0.state) }
+    }
+    if !tiers.contains(where: { $0.name == "ram" }) { tiers.insert(("ram", 0, 0, 0, 0, nil), at: 0) }
+    if !tiers.contains(where: { $0.name == "disk" }) { tiers.insert(("disk", 0, 0, 0, 0, nil), at: 1) }
+    let storeTotal = tiers.reduce(0) { $0 + $1.bytes }
+    var kvChip = compact
+        ? [Span("KV ", label), Span(Fmt.bytes(live), value), Span("/", label), Span(Fmt.bytes(storeTotal), value)]
         : pane == .baseline
         ? [Span("KV ", label), Span(Fmt.bytes(live), value), Span(" live · nothing kept between requests", label)]
-        : [Span("KV ", label), Span(Fmt.bytes(live), value), Span(" live · store ", label), Span(Fmt.bytes(ram), value),
-           Span(" RAM + ", label), Span(Fmt.bytes(disk), value), Span(" disk", label)]
+        : [Span("KV ", label), Span(Fmt.bytes(live), value), Span(" live · store ", label)]
+    if !compact && pane == .cached {
+        for (i, t) in tiers.enumerated() {
+            if i > 0 { kvChip.append(Span(" + ", label)) }
+            kvChip += [Span(Fmt.bytes(t.bytes), value), Span(" " + (t.name == "ram" ? "RAM" : t.name), label)]
+        }
+    }
+    // Entries rejected (corrupt, foreign, bad MAC), failed and dropped writes: never hidden once counted.
+    var problems: [String] = []
+    let rejected = tiers.reduce(0) { $0 + $1.rejected }, writeErrors = tiers.reduce(0) { $0 + $1.writeErrors }
+    let dropped = tiers.reduce(0) { $0 + $1.dropped }
+    if rejected > 0 { problems.append("\(rejected) rejected") }
+    if writeErrors > 0 { problems.append("\(writeErrors) write error\(writeErrors == 1 ? "" : "s")") }
+    if dropped > 0 { problems.append("\(dropped) dropped write\(dropped == 1 ? "" : "s")") }
+    let problemChip = problems.isEmpty || pane == .baseline ? [] : [Span("⚠ " + problems.joined(separator: " · "), Style(.warn))]
+    // Where this answer's reused tokens came from, and the remote tier's state and traffic.
+    let remote = tiers.first { $0.state != nil }
+    var tierChips: [[Span]] = []
+    if pane == .cached, remote != nil || lastTiers.filter({ $0.hitTokens > 0 }).count > 1 {
+        var chip = [Span(compact ? "from " : "hit tokens ", label)]
+        for (i, t) in lastTiers.enumerated() {
+            if i > 0 { chip.append(Span(" · ", label)) }
+            chip += [Span(t.name + " ", label), Span("\(t.hitTokens)", value)]
+        }
+        if lastTiers.isEmpty { chip.append(Span("–", value)) }
+        tierChips.append(chip)
+    }
+    if pane == .cached, let remote, let stateText = remote.state {
+        var chip = [Span("remote: ", label), Span(stateText, Style(stateText == "ok" ? .good : .warn, bold: true))]
+        if !compact, let r = lastTiers.first(where: { $0.name == remote.name }) {
+            chip.append(Span(" · read \(Fmt.bytes(r.bytesRead)) in \(r.roundTrips) round trip\(r.roundTrips == 1 ? "" : "s"), \(Fmt.seconds(r.readSeconds)) · wrote \(Fmt.bytes(r.bytesWritten))", label))
+        }
+        tierChips.append(chip)
+    }
 
     // TTFT per turn, both panes on the same scale.
     let maxT = (s[.cached].ttftHistory + s[.baseline].ttftHistory).max() ?? 0
@@ -322,13 +364,15 @@ public func meterLines(_ s: AppState, _ pane: PaneID, width: Int) -> [[Span]] {
         quality = [[Span(compact ? "→ history" : "history is built from this answer", label)]]
     }
 
+    let extra = tierChips + (problemChip.isEmpty ? [] : [problemChip])
     if compact {
         return flow([ttftChip, decodeChip], width: width)
             + flow([hitChip, allChip], width: width)
             + flow([recomputedChip, kvChip], width: width)
+            + (extra.isEmpty ? [] : flow(extra, width: width))
             + flow([spark] + quality, width: width)
     }
-    return flow([ttftChip, decodeChip, hitChip, allChip, recomputedChip, kvChip], width: width)
+    return flow([ttftChip, decodeChip, hitChip, allChip, recomputedChip, kvChip] + extra, width: width)
         + [spark]
         + flow(quality, width: width)
 }

@@ -5,6 +5,7 @@ import Foundation
 import GGUF
 import KVCache
 import Llama
+import RedisTier
 import Session
 import TerminalUI
 import Tokenizer
@@ -15,6 +16,7 @@ struct Chat: ParsableCommand {
 
     @OptionGroup var modelOptions: ModelOptions
     @OptionGroup var cacheOptions: CacheOptions
+    @OptionGroup var remoteOptions: RemoteOptions
     @Option(help: "Threads in all; with the parallel schedule each engine gets half.")
     var threads = ProcessInfo.processInfo.activeProcessorCount
     @Option(help: "parallel (both at once, half the threads each) or alternate (one after the other, all threads).")
@@ -39,11 +41,13 @@ struct Chat: ParsableCommand {
         if let m = maxTokens { maxTokens = try checkedMaxTokens(m) }
         let perEngine = sched == .parallel ? max(1, threads / 2) : threads
         let options = try cacheOptions.engineOptions(diskDirectory: noDisk ? nil : ModelOptions.cacheDir + "/kv")
+        let remoteURL = try remoteOptions.url()
 
         var config = DuelConfig(info: SessionInfo(modelName: "", threadsPerEngine: perEngine, schedule: sched,
                                                   recomputeRatio: options.recomputeRatio,
                                                   storeCapacityBytes: options.ramBytes, storage: options.encoding.description),
                                 theme: theme)
+        config.info.remote = remoteURL?.description
         var loadedScenario: Scenario?
         if let scenario {
             do { loadedScenario = try Scenario.load(path: scenario) } catch { throw CLIError("\(error)") }
@@ -121,8 +125,13 @@ struct Chat: ParsableCommand {
             progress(0, "Loading \(llamaConfig.name)…")
             let model = try LlamaModel(path: path, identityMemoDirectory: ModelOptions.cacheDir,
                                        progress: { f in progress(f * 0.9, "Loading weights… \(Int(f * 100))%") },
-                                       fingerprintProgress: { f in progress(0.9 + f * 0.1, "Fingerprinting… \(Int(f * 100))%") })
+                                       fingerprintProgress: { f in progress(0.9 + f * 0.05, "Fingerprinting… \(Int(f * 100))%") })
             recorder?.setModel(fingerprint: model.fingerprint)
+            var options = options
+            if let remoteURL {
+                progress(0.96, "Connecting to \(remoteURL)…")
+                options.lowerTiers = [RemoteOptions.tier(remoteURL, model: model, encoding: options.encoding)]
+            }
             return try makeLlamaEngines(model, tokenizer, threads: perEngine, options: options, progress: progress)
         }, divergence: firstTokenKL, source: source, sinks: recorder.map { [$0] } ?? [], chrome: chrome)
         finish(recorder)

@@ -4,6 +4,7 @@ import Engine
 import Foundation
 import KVCache
 import Llama
+import RedisTier
 import Tokenizer
 
 /// Options shared by `chat` and `bench`: the cached engine's settings.
@@ -55,4 +56,26 @@ func klDivergence(_ p: [Float], _ q: [Float]) -> Double {
     var kl = 0.0
     for i in 0..<lp.count { kl += exp(lp[i]) * (lp[i] - lq[i]) }
     return max(0, kl)
+}
+
+/// `--remote` (or `$KVDUEL_REMOTE`): the shared KV tier on a Redis-protocol server.
+struct RemoteOptions: ParsableArguments {
+    @Option(help: ArgumentHelp(
+        "Share KV with other instances through a Redis-protocol server: redis://[user:password@]host:port[/db]. Also $KVDUEL_REMOTE; the password also from $KVDUEL_REMOTE_PASSWORD; $KVDUEL_REMOTE_SECRET signs every entry (HMAC-SHA256).",
+        valueName: "url"))
+    var remote: String?
+
+    /// The parsed URL, or nil when no remote tier is asked for.
+    func url(environment: [String: String] = ProcessInfo.processInfo.environment) throws -> RedisURL? {
+        guard let text = remote ?? environment["KVDUEL_REMOTE"], !text.isEmpty else { return nil }
+        do { return try RedisURL(parsing: text, environment: environment) } catch { throw CLIError("\(error)") }
+    }
+
+    /// The tier for this model and encoding (connects once, bounded by the timeout; never throws).
+    static func tier(_ url: RedisURL, model: LlamaModel, encoding: KVEncoding,
+                     environment: [String: String] = ProcessInfo.processInfo.environment) -> RedisTier {
+        let secret = environment["KVDUEL_REMOTE_SECRET"].flatMap { $0.isEmpty ? nil : Array($0.utf8) }
+        return RedisTier(.init(url: url, fingerprint: ReuseEngine.storeFingerprint(model), encoding: encoding,
+                               shape: (model.config.layers, model.config.kvDim), secret: secret))
+    }
 }

@@ -1,0 +1,82 @@
+import Foundation
+import KVCache
+import TestSupport
+import XCTest
+
+/// The `KVTier` contract over every local tier (the remote tier runs it in RedisTierTests), and
+/// the store over a list of tiers.
+final class TierContractTests: XCTestCase {
+    func testRAMTierContract() {
+        checkTierContract(RAMTier(capacityBytes: 1 << 20))
+    }
+
+    func testDiskTierContract() throws {
+        let dir = NSTemporaryDirectory() + "kvduel-tiercontract-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        checkTierContract(try DiskTier(directory: dir, fingerprint: Toy.fingerprint, capacityBytes: 1 << 20, shape: (2, 8)))
+    }
+
+    /// A non-local tier is read only through `prefetch`, in one batch; its hits are its own,
+    /// promoted into RAM; `clearPrefetched` drops what was not taken.
+    func testStoreReadsNonLocalTierOnlyThroughPrefetch() throws {
+        let far = FarTier()
+        let store = try TieredStore(.init(fingerprint: Toy.fingerprint, layers: 2, kvDim: 8, ramCapacityBytes: 1 << 20),
+                                    lowerTiers: [far])
+        XCTAssertEqual(store.tiers.map(\.name), ["ram", "far"])
+        store.put(Toy.key(1), encoded: Toy.encoded(tokens: 4, seed: 1))
+        XCTAssertEqual(far.puts, 1, "write-through to the lower tier")
+        store.ram.removeAll()
+        XCTAssertFalse(store.contains(Toy.key(1)), "not local, not prefetched: unknown")
+        XCTAssertNil(store.get(Toy.key(1)))
+        XCTAssertEqual(far.gets, 0, "get never asks a non-local tier")
+
+        XCTAssertEqual(store.prefetch([Toy.key(1), Toy.key(2)]), 1)
+        XCTAssertEqual(far.fetches, 1, "one batch")
+        XCTAssertEqual(store.location(of: Toy.key(1)), StoreTier("far"))
+        let hit = try XCTUnwrap(store.lookup(Toy.key(1)))
+        XCTAssertEqual(hit.tier, 1)
+        XCTAssertEqual(hit.value, Toy.encoded(tokens: 4, seed: 1))
+        XCTAssertEqual(store.location(of: Toy.key(1)), .ram, "promoted into RAM")
+        let s = store.stats
+        XCTAssertEqual(s[tier: "far"]?.hits, 1)
+        XCTAssertEqual(s[tier: "ram"]?.hits, 0)
+        XCTAssertEqual(s.misses, 1)
+
+        store.ram.removeAll()
+        store.prefetch([Toy.key(1)])
+        store.clearPrefetched()
+        XCTAssertFalse(store.contains(Toy.key(1)), "cleared")
+        // Keys held locally are not asked for.
+        store.put(Toy.key(3), encoded: Toy.encoded(tokens: 2, seed: 3))
+        store.prefetch([Toy.key(3)])
+        XCTAssertEqual(far.fetches, 2, "the last prefetch had nothing to ask")
+        XCTAssertEqual(far.fetched, 3, "keys 1 and 2, then key 1 again; never key 3")
+    }
+}
+
+/// A stand-in for a remote tier: a dictionary that says it is not local and counts calls.
+final class FarTier: KVTier, @unchecked Sendable {
+    private let lock = NSLock()
+    private var map: [CacheKey: EncodedKV] = [:]
+    private(set) var puts = 0, gets = 0, fetches = 0, fetched = 0
+    var name: String { "far" }
+    var isLocal: Bool { false }
+    func contains(_ key: some CacheKeyConvertible) -> Bool { lock.lock(); defer { lock.unlock() }; return map[key.cacheKey] != nil }
+    func get(_ key: some CacheKeyConvertible) -> EncodedKV? { lock.lock(); defer { lock.unlock() }; gets += 1; return map[key.cacheKey] }
+    func put(_ key: some CacheKeyConvertible, _ value: EncodedKV) -> PutResult {
+        lock.lock(); defer { lock.unlock() }; puts += 1; map[key.cacheKey] = value; return .stored(evicted: [])
+    }
+    func remove(_ key: some CacheKeyConvertible) -> Bool { lock.lock(); defer { lock.unlock() }; return map.removeValue(forKey: key.cacheKey) != nil }
+    func removeAll() { lock.lock(); map = [:]; lock.unlock() }
+    func resetCounters() {}
+    var tierStats: TierStats { TierStats(name: name) }
+    func children(of parent: Digest128) -> [(key: CacheKey, tokenCount: Int)] { [] }
+    func fetch(_ keys: [CacheKey]) -> [CacheKey: EncodedKV] {
+        lock.lock(); defer { lock.unlock() }
+        fetches += 1
+        fetched += keys.count
+        var out: [CacheKey: EncodedKV] = [:]
+        for k in keys { if let v = map[k] { out[k] = v } }
+        return out
+    }
+}
