@@ -65,7 +65,7 @@ struct BenchScenario: ParsableCommand {
         for r in ratios { _ = try CacheOptions.engineOptions(recompute: r, cacheMB: cacheMB, kvEncoding: kvEncoding, checkLayers: checkLayers, diskDirectory: nil) }
         let model = try modelOptions.load()
         let tokenizer = try loadTokenizer(model.file)
-        let builder = ChatPromptBuilder(tokenizer: tokenizer)
+        let builder = ChatPromptBuilder(tokenizer: tokenizer, template: try modelOptions.chatTemplate(tokenizer))
         let maxTok = maxTokens ?? sc.maxTokens
         let baseline = BaselineEngine(model: model, tokenizer: tokenizer, threads: threads)
 

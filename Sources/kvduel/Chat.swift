@@ -73,7 +73,7 @@ struct Chat: ParsableCommand {
         } catch { throw CLIError("\(path): \(error)") }
         config.info.modelName = llamaConfig.name
         config.info.modelBytes = file.fileSize
-        let builder = ChatPromptBuilder(tokenizer: tokenizer)
+        let builder = ChatPromptBuilder(tokenizer: tokenizer, template: try modelOptions.chatTemplate(tokenizer))
 
         let exit = try runDuel(config: config, promptBuilder: builder, makeEngines: { progress in
             progress(0, "Loading \(llamaConfig.name)…")
