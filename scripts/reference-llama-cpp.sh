@@ -3,7 +3,8 @@
 #   - `kvduel bench engine` finds $KVDUEL_CACHE_DIR/llama.cpp/bin/llama-bench and measures
 #     llama.cpp in the same run, with the same model and threads, to print honest ratios;
 #   - scripts/reference/dump-logits.c (built here as kvduel-dump-logits) regenerates golden
-#     logits such as Tests/LlamaTests/Fixtures/france-chat.*.
+#     logits such as Tests/LlamaTests/Fixtures/france-chat.*;
+#   - llama-quantize makes quantised copies of synthetic models (scripts/make-shape-models.py).
 # The source is the llama.cpp tree vendored in the llama-cpp-python 0.3.8 sdist (llama.cpp commit
 # 7841fc7, 2025-03-12), fetched from PyPI with `pip download` (never installed) and verified by
 # sha256. cmake comes from the system or, if missing, from the PyPI `cmake` wheel (unzipped, not
@@ -19,7 +20,7 @@ PY="${PYTHON:-python3}"
 HERE="$(cd "$(dirname "$0")" && pwd)"
 JOBS="$(nproc 2>/dev/null || sysctl -n hw.ncpu 2>/dev/null || echo 2)"
 
-if [ -x "$DEST/bin/llama-bench" ] && [ -x "$DEST/bin/kvduel-dump-logits" ]; then
+if [ -x "$DEST/bin/llama-bench" ] && [ -x "$DEST/bin/kvduel-dump-logits" ] && [ -x "$DEST/bin/llama-quantize" ]; then
     echo "llama.cpp: $DEST/bin (already built)"
     exit 0
 fi
@@ -49,12 +50,12 @@ if [ -z "$CMAKE" ]; then
     chmod +x "$CMAKE"
 fi
 
-echo "llama.cpp: building llama-bench and kvduel-dump-logits (about 5 minutes)..."
+echo "llama.cpp: building llama-bench, llama-quantize and kvduel-dump-logits (about 5 minutes)..."
 "$CMAKE" -S "$src" -B "$build" -DCMAKE_BUILD_TYPE=Release -DBUILD_SHARED_LIBS=OFF \
     -DLLAMA_CURL=OFF -DGGML_NATIVE=ON -DGGML_METAL=OFF >"$tmp/configure.log" 2>&1 || { cat "$tmp/configure.log" >&2; exit 1; }
-"$CMAKE" --build "$build" -j "$JOBS" --target llama-bench llama >"$tmp/build.log" 2>&1 || { tail -30 "$tmp/build.log" >&2; exit 1; }
+"$CMAKE" --build "$build" -j "$JOBS" --target llama-bench llama-quantize llama >"$tmp/build.log" 2>&1 || { tail -30 "$tmp/build.log" >&2; exit 1; }
 mkdir -p "$DEST/bin"
-cp "$build/bin/llama-bench" "$DEST/bin/"
+cp "$build/bin/llama-bench" "$build/bin/llama-quantize" "$DEST/bin/"
 libs="$(find "$build" -name 'libllama.a' -o -name 'libggml*.a' | sort -r | tr '\n' ' ')"
 openmp="$(sed -n 's/^OpenMP_C_FLAGS:STRING=//p' "$build/CMakeCache.txt")"   # ggml uses OpenMP when found
 if [ "$(uname)" = Darwin ]; then   # untested: ld64 needs no group flags; ggml links Accelerate
@@ -64,4 +65,4 @@ else
 fi
 c++ -O2 -x c "$HERE/reference/dump-logits.c" -x none -I"$src/include" -I"$src/ggml/include" \
     $link $openmp -lpthread -lm -o "$DEST/bin/kvduel-dump-logits"
-echo "llama.cpp: $DEST/bin (llama-bench, kvduel-dump-logits; commit 7841fc7)"
+echo "llama.cpp: $DEST/bin (llama-bench, llama-quantize, kvduel-dump-logits; commit 7841fc7)"

@@ -1,7 +1,7 @@
 import Engine
 import Tokenizer
 
-/// The real prompt builder: the model's chat format (ChatML or Llama-3), one segment per part.
+/// The real prompt builder: the model's chat format (ChatML, Llama 3 or Mistral), one segment per part.
 ///
 ///     system open   "<|im_start|>system\n{system}"          (.system)
 ///     document × n  "\n\n## {title}\n{text}"                 (.document(id:), position-free)
@@ -19,16 +19,17 @@ public struct ChatPromptBuilder: PromptBuilder, @unchecked Sendable {
     private let systemOpen: (String, String)   // text before and after the system content
     private let turnClose: String              // what follows an assistant answer
 
-    public init(tokenizer: Tokenizer) {
+    /// `template`: the format to use (`--chat-format`); the tokenizer's detected one by default.
+    public init(tokenizer: Tokenizer, template: ChatTemplate? = nil) {
         self.tokenizer = tokenizer
-        template = tokenizer.chatTemplate
+        self.template = template ?? tokenizer.chatTemplate
         let marker = "\u{1}"
         func split(_ s: String) -> (String, String) {
             guard let r = s.range(of: marker) else { return (s, "") }
             return (String(s[..<r.lowerBound]), String(s[r.upperBound...]))
         }
-        systemOpen = split(template.renderMessage(.system(marker)))
-        turnClose = split(template.renderMessage(.assistant(marker))).1
+        systemOpen = split(self.template.renderMessage(.system(marker)))
+        turnClose = split(self.template.renderMessage(.assistant(marker))).1
     }
 
     /// Tokens that close an assistant turn (`<|im_end|>\n` in ChatML).

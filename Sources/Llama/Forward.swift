@@ -65,7 +65,7 @@ public final class LlamaContext: @unchecked Sendable {
         let c = config, w = model.weights
         var T = tokens.count
         precondition(T > 0 && positions.count == T)
-        let D = c.dim, KV = c.kvDim, F = c.ffnDim
+        let D = c.dim, Q = c.qDim, KV = c.kvDim, F = c.ffnDim
 
         // Slots this batch writes.
         var slotIndex: [Int]
@@ -80,9 +80,9 @@ public final class LlamaContext: @unchecked Sendable {
         let buf = scratch.claim(T: T, config: c)
         let pool = self.pool, quant = scratch.quant
         // q, k, v are column blocks of one [T, QKV] matrix; gate and up of one [T, 2F] matrix.
-        let QKV = D + 2 * KV, F2 = 2 * F
-        let x = buf.x, xn = buf.xn, q = buf.qkv, k = buf.qkv + D, v = buf.qkv + D + KV
-        let att = buf.att, tmp = buf.tmp, gate = buf.gu, up = buf.gu + F   // [T,D] [T,D] [T,2F]
+        let QKV = Q + 2 * KV, F2 = 2 * F
+        let x = buf.x, xn = buf.xn, q = buf.qkv, k = buf.qkv + Q, v = buf.qkv + Q + KV
+        let att = buf.att, tmp = buf.tmp, gate = buf.gu, up = buf.gu + F   // [T,Q] [T,D] [T,2F]
 
         let rope = RoPE(config: c)
         var pos = positions
@@ -106,7 +106,14 @@ public final class LlamaContext: @unchecked Sendable {
             let L = w.layers[l]
             // ---- attention block ----
             eachRow(T) { t in Kernels.rmsnorm(x + t * D, L.attnNorm, xn + t * D, dim: D, eps: c.normEps) }
-            Kernels.matmul(xn, rows: T, L.wqkv, buf.qkv, q: quant, pool: pool, precise: preciseActivations)     // [T, D+2KV]
+            Kernels.matmul(xn, rows: T, L.wqkv, buf.qkv, q: quant, pool: pool, precise: preciseActivations)     // [T, Q+2KV]
+            // q, k, v += their biases (Qwen2), before RoPE.
+            if let b = L.qkvBias {
+                eachRow(T) { t in
+                    let r = buf.qkv + t * QKV
+                    for i in 0..<QKV { r[i] += b[i] }
+                }
+            }
             if checkOrder.contains(l) {
                 for t in 0..<T {
                     rope.apply(q + t * QKV, heads: c.heads, table: table, row: t)
@@ -130,14 +137,14 @@ public final class LlamaContext: @unchecked Sendable {
             if l == c.layers - 1 && logits != .all {
                 guard logits == .last else { break }
                 if T > 1 {
-                    q.update(from: q + (T - 1) * QKV, count: D)
+                    q.update(from: q + (T - 1) * QKV, count: Q)
                     x.update(from: x + (T - 1) * D, count: D)
                     pos = [pos[T - 1]]
                     T = 1
                 }
             }
             attention(q: q, ldq: QKV, positions: pos, cache: cache, layer: l, out: att)
-            Kernels.matmul(att, rows: T, L.wo, tmp, q: quant, pool: pool, precise: preciseActivations)          // [T, D]
+            Kernels.matmul(att, rows: T, L.wo, tmp, q: quant, pool: pool, precise: preciseActivations)          // [T, Q] → [T, D]
 
             // ---- feed-forward block (SwiGLU), after the residual ----
             eachRow(T) { t in
@@ -201,7 +208,7 @@ public final class LlamaContext: @unchecked Sendable {
     /// prefilled alone, in any batch, or decoded.
     private func attention(q qp: UnsafeMutablePointer<Float>, ldq: Int, positions: [Int32], cache: KVState, layer: Int, out: UnsafeMutablePointer<Float>) {
         let c = config
-        let T = positions.count, D = c.dim, Dh = c.headDim, G = c.groupSize, H = c.heads
+        let T = positions.count, Q = c.qDim, Dh = c.headDim, G = c.groupSize, H = c.heads
         let n = cache.count
         let scale = 1 / Float(Dh).squareRoot()
         let slotPos = cache.positions
@@ -242,7 +249,7 @@ public final class LlamaContext: @unchecked Sendable {
                             for t in (qb * qBlock)..<min(T, (qb + 1) * qBlock) {
                                 for h in h0..<h1 {
                                     qs.append(UnsafePointer(q.p + t * ldq + h * Dh))
-                                    outs.append(op.p + t * D + h * Dh)
+                                    outs.append(op.p + t * Q + h * Dh)
                                     qpos.append(pp[t]); counts.append(vis[t])
                                 }
                             }
@@ -269,13 +276,13 @@ final class Scratch {
         if T > capacityT || buffers == nil {
             storage?.deallocate()
             let cap = max(T, 1)
-            let per = 5 * c.dim + 2 * c.kvDim + 2 * c.ffnDim
+            let per = 4 * c.dim + 2 * c.qDim + 2 * c.kvDim + 2 * c.ffnDim
             let p = UnsafeMutablePointer<Float>.allocate(capacity: cap * per)
             p.initialize(repeating: 0, count: cap * per)
             var off = 0
             func take(_ w: Int) -> UnsafeMutablePointer<Float> { defer { off += cap * w }; return p + off }
-            buffers = Buffers(x: take(c.dim), xn: take(c.dim), qkv: take(c.dim + 2 * c.kvDim),
-                              att: take(c.dim), tmp: take(c.dim), gu: take(2 * c.ffnDim))
+            buffers = Buffers(x: take(c.dim), xn: take(c.dim), qkv: take(c.qDim + 2 * c.kvDim),
+                              att: take(c.qDim), tmp: take(c.dim), gu: take(2 * c.ffnDim))
             storage = p
             capacityT = cap
         }

@@ -165,7 +165,8 @@ public final class KVState: @unchecked Sendable {
     }
 
     /// Moves the slots in `range` by `delta` positions: their keys are re-rotated with RoPE by
-    /// the delta angle and their positions updated. Values carry no position and are unchanged.
+    /// the delta angle (the model's own RoPE: its pairing, NEOX or normal, its frequency factors
+    /// and scaling) and their positions updated. Values carry no position and are unchanged.
     public func shift(_ range: Range<Int>, by delta: Int32) {
         guard delta != 0, !range.isEmpty else { return }
         let rope = RoPE(config: config)
@@ -182,19 +183,33 @@ public final class KVState: @unchecked Sendable {
 }
 
 /// Rotary position embedding, llama.cpp's "normal" mode (adjacent pairs) or NEOX (half split).
+///
+/// Pair i turns by the angle p · θᵢ with θᵢ = s · base^(−2i/ropeDim) / fᵢ, where fᵢ are Llama 3.x's
+/// frequency factors (`rope_freqs.weight`, 1 without) and s the linear scaling (1 without).
+/// Angles are linear in p, so R(q) = R(q − p)·R(p): the same θᵢ serve the forward pass and the
+/// delta re-rotation of stored keys (`KVState.shift`).
 struct RoPE {
     let headDim: Int
     let ropeDim: Int
     let neox: Bool
-    let invFreq: [Double]   // [ropeDim / 2]
+    let invFreq: [Double]   // θ, [ropeDim / 2]
 
     init(config: LlamaConfig) {
         headDim = config.headDim
         ropeDim = config.ropeDim
         neox = config.ropeNeox
-        invFreq = (0..<(config.ropeDim / 2)).map { i in
+        var theta = (0..<(config.ropeDim / 2)).map { i in
             pow(Double(config.ropeBase), -2 * Double(i) / Double(config.ropeDim))
         }
+        // Only files that ask for it change θ (a model without factors keeps bitwise its angles).
+        if let f = config.ropeFreqFactors {
+            precondition(f.count == theta.count)
+            for i in theta.indices { theta[i] /= Double(f[i]) }
+        }
+        if config.ropeFreqScale != 1 {
+            for i in theta.indices { theta[i] *= Double(config.ropeFreqScale) }
+        }
+        invFreq = theta
     }
 
     /// cos/sin of position × frequency, [positions.count, ropeDim / 2] each.
@@ -213,6 +228,7 @@ struct RoPE {
     }
 
     /// Rotates `heads` consecutive head vectors at `x` by the angles in the given table row.
+    /// Pair i is (2i, 2i+1) in normal mode and (i, i + ropeDim/2) in NEOX mode.
     @inline(__always)
     func apply(_ x: UnsafeMutablePointer<Float>, heads: Int, cos: UnsafePointer<Float>, sin: UnsafePointer<Float>) {
         let h = ropeDim / 2

@@ -11,9 +11,11 @@ import GGUF
 public final class LlamaWeights: @unchecked Sendable {
     public struct Layer: @unchecked Sendable {
         public let attnNorm: UnsafeMutablePointer<Float>   // [D]
-        /// wq, wk, wv stacked: [D + 2·KV, D]
+        /// wq, wk, wv stacked: [Q + 2·KV, D]
         public let wqkv: PackedMatrix
-        public let wo: PackedMatrix                        // [D, D]
+        /// bq, bk, bv stacked: [Q + 2·KV] (Qwen2), nil when the model has no attention biases
+        public let qkvBias: UnsafeMutablePointer<Float>?
+        public let wo: PackedMatrix                        // [D, Q]
         public let ffnNorm: UnsafeMutablePointer<Float>    // [D]
         /// w_gate, w_up stacked: [2F, D]
         public let wGateUp: PackedMatrix
@@ -48,34 +50,52 @@ public final class LlamaWeights: @unchecked Sendable {
 
         // Validate every tensor before allocating anything.
         var plan: [[GGUFTensorInfo]] = []
+        var biasPlan: [[GGUFTensorInfo]?] = []
         for l in 0..<c.layers {
             let p = "blk.\(l)."
             plan.append([
                 try info(p + "attn_norm.weight", [c.dim]),
-                try info(p + "attn_q.weight", [c.dim, c.dim]),
+                try info(p + "attn_q.weight", [c.dim, c.qDim]),
                 try info(p + "attn_k.weight", [c.dim, c.kvDim]),
                 try info(p + "attn_v.weight", [c.dim, c.kvDim]),
-                try info(p + "attn_output.weight", [c.dim, c.dim]),
+                try info(p + "attn_output.weight", [c.qDim, c.dim]),
                 try info(p + "ffn_norm.weight", [c.dim]),
                 try info(p + "ffn_gate.weight", [c.dim, c.ffnDim]),
                 try info(p + "ffn_up.weight", [c.dim, c.ffnDim]),
                 try info(p + "ffn_down.weight", [c.ffnDim, c.dim]),
             ])
+            // Optional, all three or none: q/k/v biases (Qwen2).
+            let biases = ["attn_q.bias", "attn_k.bias", "attn_v.bias"].map { p + $0 }
+            if biases.contains(where: { file.tensor($0) != nil }) {
+                biasPlan.append([try info(biases[0], [c.qDim]), try info(biases[1], [c.kvDim]), try info(biases[2], [c.kvDim])])
+            } else {
+                biasPlan.append(nil)
+            }
+            for extra in ["attn_output.bias", "ffn_gate.bias", "ffn_up.bias", "ffn_down.bias", "attn_q_norm.weight", "attn_k_norm.weight"]
+            where file.tensor(p + extra) != nil {
+                throw GGUFError.unsupportedModel("tensor '\(p + extra)' has no place in kvduel's forward pass")
+            }
         }
         embedding = try info("token_embd.weight", [c.dim, c.vocabSize])
         let normInfo = try info("output_norm.weight", [c.dim])
         let outInfo = file.tensor("output.weight") != nil ? try info("output.weight", [c.dim, c.vocabSize]) : embedding
-        guard c.dim % 32 == 0, c.ffnDim % 32 == 0 else {
-            throw GGUFError.unsupportedModel("widths \(c.dim)/\(c.ffnDim) are not multiples of 32")
+        guard c.dim % 32 == 0, c.ffnDim % 32 == 0, c.qDim % 32 == 0 else {
+            throw GGUFError.unsupportedModel("widths \(c.dim)/\(c.qDim)/\(c.ffnDim) are not multiples of 32")
         }
 
         var owned: [UnsafeMutableRawPointer] = []
         var resident = 0
-        func floats(_ t: GGUFTensorInfo) throws -> UnsafeMutablePointer<Float> {
-            let p = UnsafeMutablePointer<Float>.allocate(capacity: t.elementCount)
+        /// Tensors dequantised to float32, one after the other.
+        func floats(_ ts: GGUFTensorInfo...) throws -> UnsafeMutablePointer<Float> {
+            let n = ts.reduce(0) { $0 + $1.elementCount }
+            let p = UnsafeMutablePointer<Float>.allocate(capacity: n)
             owned.append(UnsafeMutableRawPointer(p))
-            resident += t.elementCount * 4
-            try Dequant.toFloat(t.type, file.data(of: t), count: t.elementCount, into: p)
+            resident += n * 4
+            var off = 0
+            for t in ts {
+                try Dequant.toFloat(t.type, file.data(of: t), count: t.elementCount, into: p + off)
+                off += t.elementCount
+            }
             return p
         }
         /// Tensors with the same input width stacked row-wise and packed into one matrix.
@@ -139,7 +159,10 @@ public final class LlamaWeights: @unchecked Sendable {
 
         var layers: [Layer] = []
         for (l, t) in plan.enumerated() {
-            layers.append(Layer(attnNorm: try floats(t[0]), wqkv: try packed([t[1], t[2], t[3]]), wo: try packed([t[4]]),
+            let b = biasPlan[l]
+            layers.append(Layer(attnNorm: try floats(t[0]), wqkv: try packed([t[1], t[2], t[3]]),
+                                qkvBias: try b.map { try floats($0[0], $0[1], $0[2]) },
+                                wo: try packed([t[4]]),
                                 ffnNorm: try floats(t[5]), wGateUp: try packed([t[6], t[7]]), wDown: try packed([t[8]])))
             progress?(Double(l + 1) / Double(c.layers + 1))
         }

@@ -5,16 +5,21 @@ public enum ChatFormat: String, Sendable, CaseIterable {
     case chatml
     /// `<|start_header_id|>{role}<|end_header_id|>\n\n{content|trim}<|eot_id|>` (Llama 3).
     case llama3
+    /// `[INST] {user}[/INST] {assistant}</s>` (Mistral); a system message, which the older
+    /// Mistral templates have no place for, is `[SYSTEM_PROMPT]{system}[/SYSTEM_PROMPT]` (v7).
+    case mistral
 
     /// The format a template uses; ChatML when there is no template or it is not recognised.
     public static func detect(_ template: String?) -> ChatFormat {
         recognize(template) ?? .chatml
     }
 
-    static func recognize(_ template: String?) -> ChatFormat? {
+    /// The format whose markers the template contains, if any.
+    public static func recognize(_ template: String?) -> ChatFormat? {
         guard let t = template else { return nil }
         if t.contains("<|start_header_id|>") { return .llama3 }
         if t.contains("<|im_start|>") { return .chatml }
+        if t.contains("[INST]") { return .mistral }
         return nil
     }
 }
@@ -48,11 +53,24 @@ public struct ChatTemplate: Equatable, Sendable {
     }
 
     /// Detects the format of a Jinja chat template (nil: no template, ChatML).
+    /// Default system prompts follow each family: a ChatML template's literal system block (Qwen:
+    /// "You are Qwen, created by Alibaba Cloud. …", SmolLM: "You are a helpful AI assistant named
+    /// SmolLM, …"); Llama 3 and Mistral templates insert none.
     public init(template: String?) {
         let recognized = ChatFormat.recognize(template)
-        format = recognized ?? .chatml
-        isRecognized = recognized != nil
-        if recognized == .chatml, let t = template {
+        self.init(resolved: recognized ?? .chatml, template: template, recognized: recognized != nil)
+    }
+
+    /// A format chosen by the user (`--chat-format`), whatever the template's markers say; the
+    /// template still supplies a ChatML default system prompt.
+    public init(format: ChatFormat, template: String?) {
+        self.init(resolved: format, template: template, recognized: true)
+    }
+
+    private init(resolved: ChatFormat, template: String?, recognized: Bool) {
+        format = resolved
+        isRecognized = recognized
+        if resolved == .chatml, let t = template {
             defaultSystemPrompt = ChatTemplate.extractDefaultSystemPrompt(fromChatML: t)
         } else {
             defaultSystemPrompt = nil
@@ -64,6 +82,7 @@ public struct ChatTemplate: Equatable, Sendable {
         switch format {
         case .chatml: return "<|im_start|>assistant\n"
         case .llama3: return "<|start_header_id|>assistant<|end_header_id|>\n\n"
+        case .mistral: return ""
         }
     }
 
@@ -72,6 +91,7 @@ public struct ChatTemplate: Equatable, Sendable {
         switch format {
         case .chatml: return "<|im_end|>"
         case .llama3: return "<|eot_id|>"
+        case .mistral: return "</s>"
         }
     }
 
@@ -83,6 +103,12 @@ public struct ChatTemplate: Equatable, Sendable {
             return "<|im_start|>" + m.role + "\n" + m.content + "<|im_end|>\n"
         case .llama3:
             return "<|start_header_id|>" + m.role + "<|end_header_id|>\n\n" + ChatTemplate.trim(m.content) + "<|eot_id|>"
+        case .mistral:
+            switch m.role {
+            case "system": return m.content.isEmpty ? "" : "[SYSTEM_PROMPT]" + m.content + "[/SYSTEM_PROMPT]"
+            case "assistant": return " " + ChatTemplate.trim(m.content) + "</s>"
+            default: return "[INST] " + m.content + "[/INST]"
+            }
         }
     }
 

@@ -83,7 +83,7 @@ struct BenchScenario: ParsableCommand {
         }
         let model = try modelOptions.load()
         let tokenizer = try loadTokenizer(model.file)
-        let builder = ChatPromptBuilder(tokenizer: tokenizer)
+        let builder = ChatPromptBuilder(tokenizer: tokenizer, template: try modelOptions.chatTemplate(tokenizer))
         let maxTok = maxTokens ?? sc.maxTokens
         var diskDirectory: String?
         if disk {

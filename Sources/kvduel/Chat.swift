@@ -116,7 +116,7 @@ struct Chat: ParsableCommand {
         } catch { throw CLIError("\(path): \(error)") }
         config.info.modelName = llamaConfig.name
         config.info.modelBytes = file.fileSize
-        let builder = ChatPromptBuilder(tokenizer: tokenizer)
+        let builder = ChatPromptBuilder(tokenizer: tokenizer, template: try modelOptions.chatTemplate(tokenizer))
         let recorder = try record.map { p in
             try openRecorder(p, header(model: .init(name: llamaConfig.name, fileBytes: file.fileSize, file: path), engines: "llama"))
         }

@@ -54,7 +54,7 @@ struct Generate: ParsableCommand {
         guard system == nil || chat else { throw CLIError("--system applies to --chat prompts; add --chat") }
         let messages: [ChatMessage] = if let s = system, !s.isEmpty { [.system(s), .user(text)] } else { [.user(text)] }
         let rendered = chat
-            ? tok.chatTemplate.render(messages, addGenerationPrompt: true, defaultSystemPrompt: system == nil)
+            ? try modelOptions.chatTemplate(tok).render(messages, addGenerationPrompt: true, defaultSystemPrompt: system == nil)
             : text
         let ids = tok.encode(rendered)
         guard !ids.isEmpty else { throw CLIError("the prompt is empty") }

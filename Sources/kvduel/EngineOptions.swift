@@ -42,21 +42,8 @@ struct CacheOptions: ParsableArguments {
     }
 }
 
-/// KL(p ‖ q) of two logit vectors, in nats.
-func klDivergence(_ p: [Float], _ q: [Float]) -> Double {
-    guard p.count == q.count, !p.isEmpty else { return .nan }
-    func logSoftmax(_ x: [Float]) -> [Double] {
-        let m = Double(x.max()!)
-        var s = 0.0
-        for v in x { s += exp(Double(v) - m) }
-        let lse = m + log(s)
-        return x.map { Double($0) - lse }
-    }
-    let lp = logSoftmax(p), lq = logSoftmax(q)
-    var kl = 0.0
-    for i in 0..<lp.count { kl += exp(lp[i]) * (lp[i] - lq[i]) }
-    return max(0, kl)
-}
+/// KL(p ‖ q) of two logit vectors, in nats (`Divergence.kl`).
+func klDivergence(_ p: [Float], _ q: [Float]) -> Double { Divergence.kl(p, q) }
 
 /// `--remote` (or `$KVDUEL_REMOTE`): the shared KV tier on a Redis-protocol server.
 struct RemoteOptions: ParsableArguments {

@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import DuelCore
 import Llama
+import Tokenizer
 
 /// Monotonic clock used by the CLI.
 enum Clock {
@@ -60,7 +61,26 @@ struct ModelOptions: ParsableArguments {
     }
     static var defaultModelPath: String { cacheDir + "/models/SmolLM2-135M-Instruct.Q4_1.gguf" }
 
+    @Option(name: .long, help: ArgumentHelp("Chat format instead of the one detected from the model's template: chatml (SmolLM, Qwen), llama3 or mistral.", valueName: "format"))
+    var chatFormat: String?
+
     var resolvedPath: String { model ?? Self.defaultModelPath }
+
+    /// The chat format: `--chat-format` when given, else the one recognised in the model's
+    /// template; a template kvduel does not recognise is a one-line error naming the option.
+    func chatTemplate(_ tokenizer: Tokenizer) throws -> ChatTemplate {
+        if let name = chatFormat {
+            guard let f = ChatFormat(rawValue: name) else {
+                throw CLIError("--chat-format takes \(ChatFormat.allCases.map(\.rawValue).joined(separator: ", ")), got '\(name)'")
+            }
+            return ChatTemplate(format: f, template: tokenizer.chatTemplateSource)
+        }
+        guard tokenizer.chatTemplate.isRecognized else {
+            let what = tokenizer.chatTemplateSource == nil ? "has no chat template" : "has a chat template kvduel does not recognise"
+            throw CLIError("the model \(what); choose one with --chat-format chatml|llama3|mistral")
+        }
+        return tokenizer.chatTemplate
+    }
 
     /// The model's path, or a one-line error saying how to get it.
     func existingPath() throws -> String {

@@ -113,20 +113,8 @@ func maxAbsDiff(_ a: [Float], _ b: [Float]) -> Float {
     return m.isNaN ? .infinity : m
 }
 
-func logSoftmax(_ x: [Float]) -> [Double] {
-    let m = Double(x.max()!)
-    let lse = m + log(x.reduce(0.0) { $0 + exp(Double($1) - m) })
-    return x.map { Double($0) - lse }
-}
-
-/// KL(p ‖ q) of the softmax distributions of two logit vectors, in nats.
-func kl(_ p: [Float], _ q: [Float]) -> Double {
-    guard p.count == q.count, !p.isEmpty else { return .infinity }
-    let lp = logSoftmax(p), lq = logSoftmax(q)
-    var s = 0.0
-    for i in lp.indices { s += exp(lp[i]) * (lp[i] - lq[i]) }
-    return s.isNaN ? .infinity : s
-}
+/// KL(p ‖ q) of the softmax distributions of two logit vectors, in nats (`Divergence.kl`).
+func kl(_ p: [Float], _ q: [Float]) -> Double { Divergence.kl(p, q) }
 
 /// The four-way split of prompt tokens, as a readable string for messages.
 func split(_ s: RequestStats) -> String {

@@ -42,24 +42,8 @@ final class GoldenTests: XCTestCase {
         return Reference(ids: ids, logits: logits, greedy: greedy)
     }
 
-    static func logSoftmax(_ x: [Float]) -> [Double] {
-        let m = Double(x.max()!)
-        let lse = m + log(x.reduce(0.0) { $0 + exp(Double($1) - m) })
-        return x.map { Double($0) - lse }
-    }
-
     func compare(_ got: [Float], _ ref: [Float], _ label: String) {
-        XCTAssertEqual(got.count, ref.count)
-        let lr = Self.logSoftmax(ref), lg = Self.logSoftmax(got)
-        let kl = zip(lr, lg).reduce(0.0) { $0 + exp($1.0) * ($1.0 - $1.1) }
-        let top = { (x: [Float]) in Array(x.indices.sorted { x[$0] > x[$1] }.prefix(10)) }
-        let tr = top(ref), tg = top(got)
-        let overlap = Set(tr).intersection(tg).count
-        let maxAbs = zip(got, ref).map { abs($0 - $1) }.max()!
-        print("golden \(label): top1 \(tg[0]) (ref \(tr[0])), top-10 overlap \(overlap)/10, KL \(String(format: "%.5f", kl)), max |Δlogit| \(maxAbs)")
-        XCTAssertEqual(tg[0], tr[0], "\(label): top-1 differs; ours \(tg.prefix(5)) vs reference \(tr.prefix(5))")
-        XCTAssertGreaterThanOrEqual(overlap, 8, "\(label): top-10 ours \(tg) vs reference \(tr)")
-        XCTAssertLessThanOrEqual(kl, 0.01, "\(label): KL(ref || kvduel) = \(kl)")
+        assertMatchesReference(got, ref, label)
     }
 
     func testPrefillLogitsMatchLlamaCpp() throws {

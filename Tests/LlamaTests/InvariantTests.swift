@@ -220,7 +220,46 @@ final class InvariantTests: XCTestCase {
         let path = FileManager.default.temporaryDirectory.appendingPathComponent("kvduel-arch-\(getpid()).gguf").path
         try TinyModel.writer(architecture: "mamba").write(to: path)
         XCTAssertThrowsError(try LlamaModel(path: path)) { e in
-            XCTAssertEqual("\(e)", "unsupported model: architecture 'mamba' (kvduel runs LLaMA-family models: granite_llama, llama, mistral)")
+            XCTAssertEqual("\(e)", "unsupported model: architecture 'mamba' (kvduel runs LLaMA-family models: granite_llama, llama, mistral, qwen2)")
+        }
+    }
+
+    /// Shapes kvduel cannot compute are refused with one line naming what is wrong.
+    func testUnsupportedShapesAreNamed() throws {
+        var yarn = TinyModel.writer()
+        yarn.set("llama.rope.scaling.type", .string("yarn"))
+        var value = TinyModel.writer()
+        value.set("llama.attention.value_length", .u32(32))
+        var oneBias = TinyModel.writer()
+        oneBias.addTensor("blk.0.attn_q.bias", dims: [TinyModel.dim], data: Array(repeating: 0, count: TinyModel.dim))
+        let cases: [(GGUFWriter, String)] = [
+            (yarn, "unsupported model: RoPE scaling 'yarn' (kvduel supports none, linear and Llama 3's rope_freqs factors)"),
+            (value, "unsupported model: value head size 32 differs from key head size 16"),
+            (oneBias, "unsupported model: tensor 'blk.0.attn_k.bias' is missing"),
+        ]
+        for (i, (w, message)) in cases.enumerated() {
+            let path = FileManager.default.temporaryDirectory.appendingPathComponent("kvduel-shape-\(getpid())-\(i).gguf").path
+            try w.write(to: path)
+            XCTAssertThrowsError(try LlamaModel(path: path)) { e in XCTAssertEqual("\(e)", message) }
+        }
+    }
+
+    /// Linear RoPE scaling by 2 turns position 2p into p: a block at positions 0, 2, 4, … of the
+    /// scaled model has the keys of the same block at 0, 1, 2, … of the unscaled one.
+    func testLinearRoPEScaling() throws {
+        var w = TinyModel.writer()
+        w.set("llama.rope.scaling.type", .string("linear"))
+        w.set("llama.rope.scaling.factor", .f32(2))
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent("kvduel-linear-\(getpid()).gguf").path
+        try w.write(to: path)
+        let scaled = try LlamaModel(path: path), plain = try model()
+        XCTAssertEqual(scaled.config.ropeFreqScale, 0.5)
+        let a = KVState(config: scaled.config), b = KVState(config: plain.config)
+        LlamaContext(model: scaled, threads: 1).forward(tokens: tokens, positions: tokens.indices.map { Int32(2 * $0) }, cache: a, logits: .none)
+        LlamaContext(model: plain, threads: 1).forward(tokens: tokens, positions: positions(0..<tokens.count), cache: b, logits: .none)
+        for l in 0..<plain.config.layers {
+            let ka = a.read(layer: l, slots: 0..<tokens.count).k, kb = b.read(layer: l, slots: 0..<tokens.count).k
+            XCTAssertLessThanOrEqual(maxDiff(ka, kb), 1e-4 * max(1, kb.map(abs).max()!), "layer \(l)")
         }
     }
 

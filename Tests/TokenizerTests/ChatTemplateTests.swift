@@ -79,4 +79,63 @@ final class ChatTemplateTests: XCTestCase {
         XCTAssertEqual(ids.count, 1)
         XCTAssertTrue(tok.isEndOfGeneration(ids[0]))
     }
+
+    /// Qwen2.5's template (abridged from its tokenizer_config.json: the branch without tools).
+    static let qwenTemplate = """
+        {%- if messages[0]['role'] == 'system' %}{{- '<|im_start|>system\\n' + messages[0]['content'] + '<|im_end|>\\n' }}\
+        {%- else %}{{- '<|im_start|>system\\nYou are Qwen, created by Alibaba Cloud. You are a helpful assistant.<|im_end|>\\n' }}\
+        {%- endif %}{%- for message in messages %}{{- '<|im_start|>' + message.role + '\\n' + message.content + '<|im_end|>' + '\\n' }}\
+        {%- endfor %}{%- if add_generation_prompt %}{{- '<|im_start|>assistant\\n' }}{%- endif %}
+        """
+    /// Mistral-7B-Instruct-v0.3's template, abridged (no tools).
+    static let mistralTemplate = """
+        {{- bos_token }}{%- for message in loop_messages %}{%- if message['role'] == 'user' %}\
+        {{- '[INST] ' + message['content'] + '[/INST]' }}{%- elif message['role'] == 'assistant' %}\
+        {{- ' ' + message['content']|trim + eos_token}}{%- endif %}{%- endfor %}
+        """
+
+    func testFamiliesAreDetectedByTheirMarkers() {
+        XCTAssertEqual(ChatFormat.recognize(Self.llama3Template), .llama3)
+        XCTAssertEqual(ChatFormat.recognize(Self.qwenTemplate), .chatml)
+        XCTAssertEqual(ChatFormat.recognize(Self.mistralTemplate), .mistral)
+        XCTAssertNil(ChatFormat.recognize("{{ messages }}"))
+        XCTAssertNil(ChatFormat.recognize(nil))
+        XCTAssertTrue(ChatTemplate(template: Self.mistralTemplate).isRecognized)
+    }
+
+    /// Default system prompts follow each family: Qwen's template inserts its own; Llama 3 and
+    /// Mistral insert none.
+    func testDefaultSystemPromptsFollowTheFamily() {
+        XCTAssertEqual(ChatTemplate(template: Self.qwenTemplate).defaultSystemPrompt,
+                       "You are Qwen, created by Alibaba Cloud. You are a helpful assistant.")
+        XCTAssertNil(ChatTemplate(template: Self.llama3Template).defaultSystemPrompt)
+        XCTAssertNil(ChatTemplate(template: Self.mistralTemplate).defaultSystemPrompt)
+        XCTAssertEqual(ChatTemplate(template: Self.qwenTemplate).render([.user("Hi")], addGenerationPrompt: true),
+                       "<|im_start|>system\nYou are Qwen, created by Alibaba Cloud. You are a helpful assistant.<|im_end|>\n"
+                       + "<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n")
+    }
+
+    /// What Mistral v0.3's template renders (BOS comes from the tokenizer).
+    func testMistralRendering() {
+        let t = ChatTemplate(template: Self.mistralTemplate)
+        XCTAssertEqual(t.format, .mistral)
+        XCTAssertEqual(t.render([.user("Hi"), .assistant("Hello!"), .user("Bye")], addGenerationPrompt: true),
+                       "[INST] Hi[/INST] Hello!</s>[INST] Bye[/INST]")
+        XCTAssertEqual(t.generationPrompt, "")
+        XCTAssertEqual(t.endOfTurn, "</s>")
+        XCTAssertEqual(t.renderMessage(.system("Be terse.")), "[SYSTEM_PROMPT]Be terse.[/SYSTEM_PROMPT]")
+        XCTAssertEqual(t.renderMessage(.system("")), "")
+    }
+
+    /// `--chat-format` overrides the detection; a ChatML override keeps the template's default prompt.
+    func testAChosenFormatOverridesTheDetection() {
+        let forced = ChatTemplate(format: .llama3, template: Self.qwenTemplate)
+        XCTAssertEqual(forced.format, .llama3)
+        XCTAssertNil(forced.defaultSystemPrompt)
+        let chatml = ChatTemplate(format: .chatml, template: "{{ messages }}")
+        XCTAssertEqual(chatml.format, .chatml)
+        XCTAssertTrue(chatml.isRecognized)
+        XCTAssertEqual(ChatTemplate(format: .chatml, template: Self.qwenTemplate).defaultSystemPrompt,
+                       "You are Qwen, created by Alibaba Cloud. You are a helpful assistant.")
+    }
 }
