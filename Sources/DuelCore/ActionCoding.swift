@@ -1,4 +1,5 @@
 import Engine
+import KVCache
 
 // Actions as JSON, for session logs: `[kind, payload]`, where `kind` is the case name and
 // `payload` an object of its fields. A session log line is `[t, kind, payload]` (Sources/Session).
@@ -54,6 +55,7 @@ extension Action: Codable {
         case .cacheStatesUpdated: return "cacheStatesUpdated"
         case .blockTokenCounts: return "blockTokenCounts"
         case .enginesReset: return "enginesReset"
+        case .storeSampled: return "storeSampled"
         }
     }
 
@@ -117,6 +119,7 @@ extension Action: Codable {
         case .cacheStatesUpdated(let states): try put("states", states.mapValues(CacheWire.init))
         case .blockTokenCounts(let counts): try put("counts", counts)
         case .enginesReset(let cumulative): try put("cumulative", StatsWire(cumulative))
+        case .storeSampled(let tiers): try put("tiers", tiers)
         case .helpToggled, .resetRequested, .newConversationRequested, .quitRequested, .loaded, .turnCompleted:
             break
         }
@@ -190,6 +193,7 @@ extension Action: Codable {
         case "cacheStatesUpdated": self = .cacheStatesUpdated(try get("states", [String: CacheWire].self).mapValues(\.state))
         case "blockTokenCounts": self = .blockTokenCounts(try get("counts"))
         case "enginesReset": self = .enginesReset(cumulative: try get("cumulative", StatsWire.self).stats)
+        case "storeSampled": self = .storeSampled(tiers: try get("tiers"))
         default: throw UnknownActionKind(kind: kind)
         }
     }
@@ -216,12 +220,16 @@ struct StatsWire: Codable {
         var c = encoder.container(keyedBy: FieldKey.self)
         for (k, p) in Self.ints { try c.encode(stats[keyPath: p], forKey: FieldKey(k)) }
         for (k, p) in Self.doubles { try c.encode(stats[keyPath: p], forKey: FieldKey(k)) }
+        if !stats.tiers.isEmpty { try c.encode(stats.tiers, forKey: FieldKey("tiers")) }
     }
     init(from decoder: Decoder) throws {
         let c = try decoder.container(keyedBy: FieldKey.self)
         var s = RequestStats()
         for (k, p) in Self.ints { s[keyPath: p] = try c.decodeIfPresent(Int.self, forKey: FieldKey(k)) ?? 0 }
         for (k, p) in Self.doubles { s[keyPath: p] = try c.decodeIfPresent(Double.self, forKey: FieldKey(k)) ?? 0 }
+        // Per-tier figures (hits, bytes, remote state) when the log has them; the RAM and disk
+        // store bytes above already set those two tiers' `storeBytes`.
+        if let tiers = try c.decodeIfPresent([TierFigures].self, forKey: FieldKey("tiers")) { s.tiers = tiers }
         stats = s
     }
 }

@@ -66,7 +66,7 @@ extension Action {
             return .clock
         case .loadingProgress, .loaded, .loadFailed, .engineStarted, .prefillProgress, .firstTokenArrived,
              .tokenArrived, .answerFinished, .engineFailed, .divergenceMeasured, .answerTokensKnown,
-             .turnCompleted, .cacheStatesUpdated, .blockTokenCounts, .enginesReset:
+             .turnCompleted, .cacheStatesUpdated, .blockTokenCounts, .enginesReset, .storeSampled:
             return .engine
         }
     }

@@ -51,8 +51,8 @@ public func runReplayLoop(device: TerminalDevice, log: SessionLog, options: Play
                 case .help?: showHelp = true
                 default: break
                 }
-            case .ignored:
-                break
+            case .ignored, .pasteStart, .pasteEnd:
+                break   // a paste is no command
             }
         }
         if reads > 0 { device.setNonBlocking(false) }
