@@ -21,6 +21,7 @@ TEST_SCRATCH := .build-tests
 test: setup build
 	$(SWIFT) build -c release --build-tests --scratch-path $(TEST_SCRATCH)
 	KVDUEL_REQUIRE_MODEL=$${KVDUEL_REQUIRE_MODEL:-1} $(SWIFT) test -c release --skip-build --scratch-path $(TEST_SCRATCH)
+	bash Tests/ckernels/run.sh
 	bash Tests/e2e/duel-tmux.sh
 
 bench: setup build

@@ -24,9 +24,11 @@ func hostCPUFlags() -> [String] {
     #endif
 }
 
-/// The C kernels get the matching -m flags; without them they fall back to portable C.
+/// The C kernels get the matching -m flags; without them they fall back to portable C (or NEON on
+/// aarch64). No implicit fused multiply-adds: the kernels spell out each one, so every compiler
+/// and CPU computes the same operations (Tests/ckernels).
 func hostCFlags() -> [String] {
-    hostCPUFlags().isEmpty ? ["-O3"] : ["-O3", "-mavx2", "-mfma", "-mf16c"]
+    hostCPUFlags().isEmpty ? ["-O3", "-ffp-contract=off"] : ["-O3", "-ffp-contract=off", "-mavx2", "-mfma", "-mf16c"]
 }
 
 let hot: [SwiftSetting] = [
@@ -60,8 +62,9 @@ let package = Package(
         .target(name: "Engine", dependencies: ["Llama", "Tokenizer", "KVCache"], swiftSettings: hot),
         .target(name: "DuelCore", dependencies: ["Engine", "Yams"], swiftSettings: hot),
         .target(name: "TerminalUI", dependencies: ["DuelCore", "CNCurses", "CTerm"], swiftSettings: hot),
+        .target(name: "Session", dependencies: ["DuelCore", "Engine", "TerminalUI"]),
         .executableTarget(name: "kvduel", dependencies: [
-            "GGUF", "Tokenizer", "Llama", "KVCache", "Engine", "DuelCore", "TerminalUI",
+            "GGUF", "Tokenizer", "Llama", "KVCache", "Engine", "DuelCore", "TerminalUI", "Session",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ], swiftSettings: hot),
 
@@ -77,6 +80,8 @@ let package = Package(
         .testTarget(name: "DuelCoreTests", dependencies: ["DuelCore", "Engine"]),
         .testTarget(name: "TerminalUITests", dependencies: ["TerminalUI", "DuelCore", "Engine"],
                     resources: [.copy("Snapshots")]),
+        .testTarget(name: "SessionTests", dependencies: ["Session", "TerminalUI", "DuelCore", "Engine"],
+                    resources: [.copy("Fixtures")]),
     ],
     swiftLanguageModes: [.v5]
 )

@@ -11,7 +11,7 @@ fi
 case "$(uname -s)" in
 Linux)
     need=()
-    for pkg in libncursesw5-dev pkg-config tmux python3-pip; do
+    for pkg in libncursesw5-dev pkg-config tmux python3-pip asciinema; do
         dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
     done
     # python3-pip only matters when pip is missing altogether.

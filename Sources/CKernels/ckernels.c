@@ -5,14 +5,42 @@
 #include <immintrin.h>
 #define KV_AVX2 1
 #endif
-
-const char *kv_kernel_path(void) {
-#ifdef KV_AVX2
-    return "avx2-fma-f16c";
-#else
-    return "portable-c";
-#endif
+// aarch64: NEON versions of the AVX2 code, operation for operation (8 lanes as two halves, the
+// same fused multiply-adds, the same reduction trees), so they give the AVX2 path's bits
+// (Tests/ckernels checks it under QEMU). Built with -ffp-contract=off, as everything here is.
+#if defined(__aarch64__) && defined(__ARM_NEON)
+#include <arm_neon.h>
+#define KV_NEON 1
+typedef struct { float32x4_t lo, hi; } f32x8;
+static inline f32x8 ld8(const float *p) { return (f32x8){ vld1q_f32(p), vld1q_f32(p + 4) }; }
+static inline void st8(float *p, f32x8 v) { vst1q_f32(p, v.lo); vst1q_f32(p + 4, v.hi); }
+static inline f32x8 dup8(float x) { return (f32x8){ vdupq_n_f32(x), vdupq_n_f32(x) }; }
+// a·b + c, fused
+static inline f32x8 fma8(f32x8 a, f32x8 b, f32x8 c) { return (f32x8){ vfmaq_f32(c.lo, a.lo, b.lo), vfmaq_f32(c.hi, a.hi, b.hi) }; }
+static inline f32x8 mul8(f32x8 a, f32x8 b) { return (f32x8){ vmulq_f32(a.lo, b.lo), vmulq_f32(a.hi, b.hi) }; }
+static inline f32x8 add8(f32x8 a, f32x8 b) { return (f32x8){ vaddq_f32(a.lo, b.lo), vaddq_f32(a.hi, b.hi) }; }
+// As hsum8: ((l0+l4)+(l2+l6)) + ((l1+l5)+(l3+l7)).
+static inline float hsum8n(f32x8 v) {
+    const float32x4_t s = vaddq_f32(v.lo, v.hi);
+    return (vgetq_lane_f32(s, 0) + vgetq_lane_f32(s, 2)) + (vgetq_lane_f32(s, 1) + vgetq_lane_f32(s, 3));
 }
+static inline float32x4_t exp4(float32x4_t x) {
+    x = vminq_f32(vmaxq_f32(x, vdupq_n_f32(-88.0f)), vdupq_n_f32(88.0f));
+    float32x4_t fx = vrndmq_f32(vfmaq_f32(vdupq_n_f32(0.5f), x, vdupq_n_f32(1.44269504088896341f)));
+    x = vfmsq_f32(x, fx, vdupq_n_f32(0.693359375f));
+    x = vfmsq_f32(x, fx, vdupq_n_f32(-2.12194440e-4f));
+    float32x4_t y = vdupq_n_f32(1.9875691500e-4f);
+    y = vfmaq_f32(vdupq_n_f32(1.3981999507e-3f), y, x);
+    y = vfmaq_f32(vdupq_n_f32(8.3334519073e-3f), y, x);
+    y = vfmaq_f32(vdupq_n_f32(4.1665795894e-2f), y, x);
+    y = vfmaq_f32(vdupq_n_f32(1.6666665459e-1f), y, x);
+    y = vfmaq_f32(vdupq_n_f32(5.0000001201e-1f), y, x);
+    y = vfmaq_f32(vaddq_f32(x, vdupq_n_f32(1.0f)), y, vmulq_f32(x, x));
+    const int32x4_t e = vshlq_n_s32(vaddq_s32(vcvtq_s32_f32(fx), vdupq_n_s32(127)), 23);
+    return vmulq_f32(y, vreinterpretq_f32_s32(e));
+}
+static inline f32x8 exp8n(f32x8 x) { return (f32x8){ exp4(x.lo), exp4(x.hi) }; }
+#endif
 
 
 #ifdef KV_AVX2
@@ -45,6 +73,18 @@ static inline __m256 exp8(__m256 x) {
 
 
 
+const char *kv_build_identity(void) {
+#if defined(KV_AVX2)
+    return "x86_64+avx2+fma+f16c/ckernels-v2";
+#elif defined(KV_NEON)
+    return "aarch64+neon/ckernels-v2";
+#elif defined(__x86_64__)
+    return "x86_64+portable/ckernels-v2";
+#else
+    return "portable/ckernels-v2";
+#endif
+}
+
 void kv_silu_mul(float *g, const float *u, size_t n) {
     size_t i = 0;
 #ifdef KV_AVX2
@@ -54,6 +94,12 @@ void kv_silu_mul(float *g, const float *u, size_t n) {
         __m256 e = exp8(_mm256_sub_ps(_mm256_setzero_ps(), x));
         __m256 s = _mm256_div_ps(x, _mm256_add_ps(one, e));
         _mm256_storeu_ps(g + i, _mm256_mul_ps(s, _mm256_loadu_ps(u + i)));
+    }
+#elif defined(KV_NEON)
+    for (; i + 8 <= n; i += 8) {
+        const f32x8 x = ld8(g + i), e = exp8n((f32x8){ vsubq_f32(vdupq_n_f32(0), x.lo), vsubq_f32(vdupq_n_f32(0), x.hi) });
+        const f32x8 sg = { vdivq_f32(x.lo, vaddq_f32(vdupq_n_f32(1.0f), e.lo)), vdivq_f32(x.hi, vaddq_f32(vdupq_n_f32(1.0f), e.hi)) };
+        st8(g + i, mul8(sg, ld8(u + i)));
     }
 #endif
     for (; i < n; i++) g[i] = g[i] / (1.0f + expf(-g[i])) * u[i];
@@ -75,6 +121,19 @@ void kv_softmax(float *x, int n) {
         vs = _mm256_add_ps(vs, e);
     }
     sum = hsum8(vs);
+#elif defined(KV_NEON)
+    f32x8 vs = dup8(0);
+    const f32x8 vm = dup8(mx);
+    for (; i + 8 <= n; i += 8) {
+        const f32x8 xi = ld8(x + i);
+        f32x8 e = exp8n((f32x8){ vsubq_f32(xi.lo, vm.lo), vsubq_f32(xi.hi, vm.hi) });
+        const float32x4_t ninf = vdupq_n_f32(-INFINITY);
+        e.lo = vreinterpretq_f32_u32(vandq_u32(vreinterpretq_u32_f32(e.lo), vmvnq_u32(vceqq_f32(xi.lo, ninf))));
+        e.hi = vreinterpretq_f32_u32(vandq_u32(vreinterpretq_u32_f32(e.hi), vmvnq_u32(vceqq_f32(xi.hi, ninf))));
+        st8(x + i, e);
+        vs = add8(vs, e);
+    }
+    sum = hsum8n(vs);
 #endif
     for (; i < n; i++) { float e = expf(x[i] - mx); x[i] = e; sum += e; }
     const float inv = 1.0f / sum;
@@ -93,6 +152,16 @@ void kv_rmsnorm(const float *x, const float *w, float *y, int n, float eps) {
         s1 = _mm256_add_pd(s1, _mm256_mul_pd(b, b));
     }
     _mm256_storeu_pd(part, s0); _mm256_storeu_pd(part + 4, s1);
+#elif defined(KV_NEON)
+    float64x2_t p0 = vdupq_n_f64(0), p1 = p0, p2 = p0, p3 = p0;
+    for (; i + 8 <= n; i += 8) {
+        const float32x4_t a = vld1q_f32(x + i), b = vld1q_f32(x + i + 4);
+        const float64x2_t a0 = vcvt_f64_f32(vget_low_f32(a)), a1 = vcvt_high_f64_f32(a);
+        const float64x2_t b0 = vcvt_f64_f32(vget_low_f32(b)), b1 = vcvt_high_f64_f32(b);
+        p0 = vaddq_f64(p0, vmulq_f64(a0, a0)); p1 = vaddq_f64(p1, vmulq_f64(a1, a1));
+        p2 = vaddq_f64(p2, vmulq_f64(b0, b0)); p3 = vaddq_f64(p3, vmulq_f64(b1, b1));
+    }
+    vst1q_f64(part, p0); vst1q_f64(part + 2, p1); vst1q_f64(part + 4, p2); vst1q_f64(part + 6, p3);
 #else
     for (; i + 8 <= n; i += 8) for (int j = 0; j < 8; j++) part[j] += (double)x[i + j] * x[i + j];
 #endif
@@ -104,6 +173,8 @@ void kv_rmsnorm(const float *x, const float *w, float *y, int n, float eps) {
     const __m256 vs = _mm256_set1_ps(scale);
     for (; i + 8 <= n; i += 8)
         _mm256_storeu_ps(y + i, _mm256_mul_ps(_mm256_mul_ps(_mm256_loadu_ps(x + i), vs), _mm256_loadu_ps(w + i)));
+#elif defined(KV_NEON)
+    for (; i + 8 <= n; i += 8) st8(y + i, mul8(mul8(ld8(x + i), dup8(scale)), ld8(w + i)));
 #endif
     for (; i < n; i++) y[i] = x[i] * scale * w[i];
 }
@@ -138,6 +209,20 @@ static inline void store_scores4(__m128 r, float *s, const int32_t *slot_pos, in
 }
 #endif
 
+#ifdef KV_NEON
+// As reduce4: per key ((l0+l1)+(l2+l3)) + ((l4+l5)+(l6+l7)).
+static inline float32x4_t reduce4n(const f32x8 *a) {
+    const float32x4_t lo = vpaddq_f32(vpaddq_f32(a[0].lo, a[1].lo), vpaddq_f32(a[2].lo, a[3].lo));
+    const float32x4_t hi = vpaddq_f32(vpaddq_f32(a[0].hi, a[1].hi), vpaddq_f32(a[2].hi, a[3].hi));
+    return vaddq_f32(lo, hi);
+}
+static inline void store_scores4n(float32x4_t r, float *s, const int32_t *slot_pos, int j, int n, int32_t qpos) {
+    float t[4];
+    vst1q_f32(t, r);
+    for (int i = 0; i < 4 && j + i < n; i++) s[j + i] = slot_pos[j + i] <= qpos ? t[i] : -INFINITY;
+}
+#endif
+
 // Scores of two query heads (q0 at qpos0 seeing n0 slots, q1 likewise) for keys [j0, j1);
 // `last` is the last valid slot (keys past it are read clamped and never stored).
 static void scores_chunk2(const float *q0, const float *q1, const float *K, size_t ld, const int32_t *slot_pos,
@@ -158,6 +243,20 @@ static void scores_chunk2(const float *q0, const float *q1, const float *K, size
         }
         store_scores4(_mm_mul_ps(reduce4(a0, a1, a2, a3), vs), s0, slot_pos, j0, n0, qpos0);
         store_scores4(_mm_mul_ps(reduce4(b0, b1, b2, b3), vs), s1, slot_pos, j0, n1, qpos1);
+    }
+#elif defined(KV_NEON)
+    const float32x4_t vs = vdupq_n_f32(scale);
+    for (; j0 < j1; j0 += 4) {
+        const float *k[4];
+        for (int i = 0; i < 4; i++) k[i] = K + (size_t)(j0 + i < last ? j0 + i : last) * ld;
+        f32x8 a[4], b[4];
+        for (int i = 0; i < 4; i++) a[i] = b[i] = dup8(0);
+        for (int d = 0; d < dh; d += 8) {
+            const f32x8 x0 = ld8(q0 + d), x1 = ld8(q1 + d);
+            for (int i = 0; i < 4; i++) { const f32x8 kk = ld8(k[i] + d); a[i] = fma8(x0, kk, a[i]); b[i] = fma8(x1, kk, b[i]); }
+        }
+        store_scores4n(vmulq_f32(reduce4n(a), vs), s0, slot_pos, j0, n0, qpos0);
+        store_scores4n(vmulq_f32(reduce4n(b), vs), s1, slot_pos, j0, n1, qpos1);
     }
 #else
     (void)last;
@@ -191,6 +290,19 @@ static void scores_chunk1(const float *q0, const float *K, size_t ld, const int3
         store_scores4(_mm_mul_ps(reduce4(a0, a1, a2, a3), vs), s0, slot_pos, j0, n0, qpos0);
         store_scores4(_mm_mul_ps(reduce4(a4, a5, a6, a7), vs), s0, slot_pos, j0 + 4, n0, qpos0);
     }
+#elif defined(KV_NEON)
+    const float32x4_t vs = vdupq_n_f32(scale);
+    for (; j0 < j1; j0 += 4) {
+        const float *k[4];
+        for (int i = 0; i < 4; i++) k[i] = K + (size_t)(j0 + i < last ? j0 + i : last) * ld;
+        f32x8 a[4];
+        for (int i = 0; i < 4; i++) a[i] = dup8(0);
+        for (int d = 0; d < dh; d += 8) {
+            const f32x8 x0 = ld8(q0 + d);
+            for (int i = 0; i < 4; i++) a[i] = fma8(x0, ld8(k[i] + d), a[i]);
+        }
+        store_scores4n(vmulq_f32(reduce4n(a), vs), s0, slot_pos, j0, n0, qpos0);
+    }
 #else
     scores_chunk2(q0, q0, K, ld, slot_pos, j0, j1, last, qpos0, qpos0, n0, 0, scale, dh, s0, s0);
 #endif
@@ -221,6 +333,19 @@ static void values_chunk2(const float *p0, const float *p1, int n0, int n1, cons
             }
             _mm256_storeu_ps(o0 + e, a0); _mm256_storeu_ps(o0 + e + 8, a1); _mm256_storeu_ps(o0 + e + 16, a2); _mm256_storeu_ps(o0 + e + 24, a3);
             _mm256_storeu_ps(o1 + e, b0); _mm256_storeu_ps(o1 + e + 8, b1); _mm256_storeu_ps(o1 + e + 16, b2); _mm256_storeu_ps(o1 + e + 24, b3);
+        }
+        return;
+    }
+#elif defined(KV_NEON)
+    if (w % 8 == 0) {
+        for (int e = d0; e < d0 + w; e += 8) {
+            f32x8 a = ld8(o0 + e), b = ld8(o1 + e);
+            for (int j = j0; j < j1; j++) {
+                const f32x8 v = ld8(V + (size_t)j * ld + e);
+                if (j < n0) a = fma8(dup8(p0[j]), v, a);
+                if (j < n1) b = fma8(dup8(p1[j]), v, b);
+            }
+            st8(o0 + e, a); st8(o1 + e, b);
         }
         return;
     }

@@ -18,16 +18,37 @@
 // sa = da · Σ qa (for the offsets of Q4 weights), as llama.cpp's q8_1.
 #include "ckernels.h"
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 #if defined(__AVX2__) && defined(__FMA__) && defined(__F16C__)
 #include <immintrin.h>
 #define KV_AVX2 1
-
+#endif
+#if defined(__aarch64__) && defined(__ARM_NEON)
+#include <arm_neon.h>
+#define KV_NEON 1
+#if defined(__linux__)
+#include <sys/auxv.h>
+#ifndef HWCAP_ASIMDDP
+#define HWCAP_ASIMDDP (1 << 20)
+#endif
+static int kv_cpu_has_dotprod(void) { return (getauxval(AT_HWCAP) & HWCAP_ASIMDDP) != 0; }
+#elif defined(__APPLE__)
+#include <sys/sysctl.h>
+static int kv_cpu_has_dotprod(void) {
+    int v = 0; size_t len = sizeof v;
+    return sysctlbyname("hw.optional.arm.FEAT_DotProd", &v, &len, NULL, 0) == 0 && v != 0;
+}
+#else
+static int kv_cpu_has_dotprod(void) { return 0; }
+#endif
 #endif
 
 static inline float h2f(uint16_t h) {
 #ifdef KV_AVX2
     return _cvtsh_ss(h);
+#elif defined(KV_NEON)
+    __fp16 x; memcpy(&x, &h, 2); return (float)x;
 #else
     uint32_t sign = (uint32_t)(h & 0x8000) << 16, exp = (h >> 10) & 0x1f, man = h & 0x3ff, bits;
     if (exp == 0) {
@@ -42,16 +63,25 @@ static inline float h2f(uint16_t h) {
 static inline uint16_t f2h(float f) {
 #ifdef KV_AVX2
     return _cvtss_sh(f, 0);
+#elif defined(KV_NEON)
+    __fp16 x = (__fp16)f; uint16_t h; memcpy(&h, &x, 2); return h;
 #else
-    // Round to nearest even, normals and zero only (activation scales are never subnormal in f16
-    // range for real models; tiny values flush to zero).
+    // IEEE binary16, round to nearest even, subnormals included (as F16C and NEON convert).
     uint32_t x; memcpy(&x, &f, 4);
-    uint32_t sign = (x >> 16) & 0x8000; int e = (int)((x >> 23) & 0xff) - 127 + 15; uint32_t man = x & 0x7fffff;
-    if (e <= 0) return (uint16_t)sign;
-    if (e >= 31) return (uint16_t)(sign | 0x7c00);
-    uint32_t h = sign | ((uint32_t)e << 10) | (man >> 13), rest = man & 0x1fff;
-    if (rest > 0x1000 || (rest == 0x1000 && (h & 1))) h++;
-    return (uint16_t)h;
+    const uint32_t sign = (x >> 16) & 0x8000, ax = x & 0x7fffffff;
+    if (ax >= 0x7f800000) return (uint16_t)(sign | 0x7c00 | (ax > 0x7f800000 ? 0x200 : 0));   // inf, nan
+    if (ax >= 0x477ff000) return (uint16_t)(sign | 0x7c00);                                      // rounds past 65504
+    int e = (int)(ax >> 23) - 127 + 15;
+    uint32_t man = (ax & 0x7fffff) | 0x800000, shift = 13;
+    if (e <= 0) {                                                                               // subnormal or zero
+        if (e < -10) return (uint16_t)sign;
+        shift = (uint32_t)(14 - e);
+        e = 0;
+    } else man &= 0x7fffff;
+    uint32_t h = ((uint32_t)e << 10) + (man >> shift);
+    const uint32_t rest = man & ((1u << shift) - 1), half = 1u << (shift - 1);
+    if (rest > half || (rest == half && (h & 1))) h++;   // a carry into the exponent is still right
+    return (uint16_t)(sign | h);
 #endif
 }
 
@@ -145,6 +175,23 @@ static inline int quantize_block(const float *xb, int8_t *q, float *d_out) {
     _mm256_storeu_si256((__m256i *)q, p);
     *d_out = d;
     return _mm_cvtsi128_si32(s4);
+#elif defined(KV_NEON)
+    float32x4_t v[8], mx = vdupq_n_f32(0);
+    for (int i = 0; i < 8; i++) { v[i] = vld1q_f32(xb + 4 * i); mx = vmaxq_f32(mx, vabsq_f32(v[i])); }
+    const float amax = vmaxvq_f32(mx);
+    const float d = amax / 127.0f, id = d > 0 ? 1.0f / d : 0.0f;
+    int32x4_t sum = vdupq_n_s32(0);
+    int16x8_t h[4];
+    for (int i = 0; i < 8; i += 2) {
+        // vcvta: round to nearest, halves away from zero, as roundf.
+        const int32x4_t c0 = vcvtaq_s32_f32(vmulq_n_f32(v[i], id)), c1 = vcvtaq_s32_f32(vmulq_n_f32(v[i + 1], id));
+        sum = vaddq_s32(sum, vaddq_s32(c0, c1));
+        h[i / 2] = vcombine_s16(vqmovn_s32(c0), vqmovn_s32(c1));
+    }
+    vst1q_s8(q, vcombine_s8(vqmovn_s16(h[0]), vqmovn_s16(h[1])));
+    vst1q_s8(q + 16, vcombine_s8(vqmovn_s16(h[2]), vqmovn_s16(h[3])));
+    *d_out = d;
+    return vaddvq_s32(sum);
 #else
     float amax = 0;
     for (int j = 0; j < 32; j++) { float v = fabsf(xb[j]); amax = v > amax ? v : amax; }
@@ -171,7 +218,8 @@ void kv_quantize_rows(const float *x, size_t ldx, int rows, int k, int8_t *qa, f
                 const float dl = h2f(f2h(d)) / 254.0f, idl = dl > 0 ? 1.0f / dl : 0.0f;
                 int suml = 0;
                 for (int j = 0; j < 32; j++) {
-                    int q = (int)roundf((xb[j] - h2f(f2h(d)) * (float)qr[b * 32 + j]) * idl);
+                    // x − d·q as one fused operation, written out so every compiler and CPU agrees.
+                    int q = (int)roundf(fmaf(-h2f(f2h(d)), (float)qr[b * 32 + j], xb[j]) * idl);
                     q = q > 127 ? 127 : q < -127 ? -127 : q;
                     lo[(size_t)m * k + b * 32 + j] = (int8_t)q; suml += q;
                 }
@@ -258,35 +306,272 @@ KV_ALWAYS void tile_q8(const int MR, int nb, const uint8_t *w, const int8_t *con
 }
 #endif
 
-void kv_qgemm(int format, const uint8_t *w, int n, int k, int g0, int g1,
-              const int8_t *qa, const float *da, const float *sa, int rows, float *c, size_t ldc) {
-    const int nb = k / 32;
-    const size_t gbytes = kv_qpack_group_bytes(format, k);
-#ifdef KV_AVX2
-    // Rows in tiles of KV_MR (the tail in tiles of 1), groups inner so a tile's activations stay in L1
-    // and each group's weights stream once per tile from L2.
-    for (int m0 = 0; m0 < rows; ) {
-        const int mr = rows - m0 >= KV_MR ? KV_MR : 1;
-        const int8_t *a[KV_MR]; const float *d[KV_MR], *s[KV_MR]; float *cr[KV_MR];
-        for (int r = 0; r < KV_MR; r++) {
-            const int mm = m0 + (r < mr ? r : 0);
-            a[r] = qa + (size_t)mm * k; d[r] = da + (size_t)mm * nb; s[r] = sa + (size_t)mm * nb;
-        }
-        for (int g = g0; g < g1; g++) {
-            const uint8_t *wg = w + (size_t)g * gbytes;
-            const int ncols = n - g * 8 < 8 ? n - g * 8 : 8;
-            for (int r = 0; r < KV_MR; r++) cr[r] = c + (size_t)(m0 + (r < mr ? r : 0)) * ldc + g * 8;
-            if (format == KV_Q4) { if (mr == KV_MR) tile_q4(KV_MR, nb, wg, a, d, s, cr, ncols); else tile_q4(1, nb, wg, a, d, s, cr, ncols); }
-            else { if (mr == KV_MR) tile_q8(KV_MR, nb, wg, a, d, cr, ncols); else tile_q8(1, nb, wg, a, d, cr, ncols); }
-        }
-        m0 += mr;
+// ---- Other instruction sets: the same per-element sequence, so the same bits. -------------------
+//
+// VNNI (`vpdpbusd`) and the NEON dot product sum four u8×s8 (or s8×s8) products straight into
+// int32, where AVX2 goes through int16 pair sums first; every partial sum is an exact integer
+// (|Σ| ≤ 8 · 3810 for Q4, 8 · 32512 for Q8), so the integer block sum is the same number, and the
+// float part (scale products, fused multiply-adds over blocks in order) is the same sequence of
+// IEEE operations. `Tests/ckernels` checks every path this CPU (or QEMU) runs against the portable
+// one, bit for bit.
+
+#if defined(KV_AVX2) && (defined(__GNUC__) || defined(__clang__))
+#define KV_X86_VNNI 1
+#define KV_VNNI512 __attribute__((target("avx2,fma,f16c,avx512f,avx512vl,avx512bw,avx512vnni")))
+#define KV_VNNIAVX __attribute__((target("avx2,fma,f16c,avxvnni")))
+
+// `DP` is the dot-product instruction: vpdpbusd in its AVX-512VL or its AVX-VNNI encoding.
+#define KV_VNNI_TILES(SUFFIX, ATTR, DP)                                                                   \
+static inline __attribute__((always_inline)) ATTR void tile_q4_##SUFFIX(const int MR, int nb, const uint8_t *w, \
+        const int8_t *const *a, const float *const *da, const float *const *sa, float *const *c, int ncols) { \
+    __m256 acc[KV_MR];                                                                                    \
+    for (int r = 0; r < MR; r++) acc[r] = _mm256_setzero_ps();                                            \
+    const __m256i low = _mm256_set1_epi8(0x0f);                                                           \
+    for (int b = 0; b < nb; b++, w += 160) {                                                              \
+        __m256i s[KV_MR];                                                                                 \
+        for (int r = 0; r < MR; r++) s[r] = _mm256_setzero_si256();                                       \
+        for (int q = 0; q < 4; q++) {                                                                     \
+            const __m256i p = _mm256_loadu_si256((const __m256i *)(w + 32 * q));                          \
+            const __m256i lo = _mm256_and_si256(p, low), hi = _mm256_and_si256(_mm256_srli_epi16(p, 4), low); \
+            for (int r = 0; r < MR; r++) {                                                                \
+                const int8_t *ab = a[r] + b * 32;                                                         \
+                int32_t x0, x1;                                                                           \
+                memcpy(&x0, ab + 4 * q, 4); memcpy(&x1, ab + 16 + 4 * q, 4);                              \
+                s[r] = DP(s[r], lo, _mm256_set1_epi32(x0));                                               \
+                s[r] = DP(s[r], hi, _mm256_set1_epi32(x1));                                               \
+            }                                                                                             \
+        }                                                                                                 \
+        const __m256 d = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(w + 128)));                    \
+        const __m256 m = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(w + 144)));                    \
+        for (int r = 0; r < MR; r++) {                                                                    \
+            acc[r] = _mm256_fmadd_ps(_mm256_mul_ps(d, _mm256_set1_ps(da[r][b])), _mm256_cvtepi32_ps(s[r]), acc[r]); \
+            acc[r] = _mm256_fmadd_ps(m, _mm256_set1_ps(sa[r][b]), acc[r]);                                \
+        }                                                                                                 \
+    }                                                                                                     \
+    store_tile(MR, acc, c, ncols);                                                                        \
+}                                                                                                         \
+static inline __attribute__((always_inline)) ATTR void tile_q8_##SUFFIX(const int MR, int nb, const uint8_t *w, \
+        const int8_t *const *a, const float *const *da, float *const *c, int ncols) {                     \
+    __m256 acc[KV_MR];                                                                                    \
+    for (int r = 0; r < MR; r++) acc[r] = _mm256_setzero_ps();                                            \
+    for (int b = 0; b < nb; b++, w += 272) {                                                              \
+        __m256i s[KV_MR];                                                                                 \
+        for (int r = 0; r < MR; r++) s[r] = _mm256_setzero_si256();                                       \
+        for (int q = 0; q < 8; q++) {                                                                     \
+            const __m256i p = _mm256_loadu_si256((const __m256i *)(w + 32 * q));                          \
+            const __m256i ap = _mm256_sign_epi8(p, p);                                                    \
+            for (int r = 0; r < MR; r++) {                                                                \
+                int32_t x0;                                                                               \
+                memcpy(&x0, a[r] + b * 32 + 4 * q, 4);                                                    \
+                s[r] = DP(s[r], ap, _mm256_sign_epi8(_mm256_set1_epi32(x0), p));                          \
+            }                                                                                             \
+        }                                                                                                 \
+        const __m256 d = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(w + 256)));                    \
+        for (int r = 0; r < MR; r++)                                                                      \
+            acc[r] = _mm256_fmadd_ps(_mm256_mul_ps(d, _mm256_set1_ps(da[r][b])), _mm256_cvtepi32_ps(s[r]), acc[r]); \
+    }                                                                                                     \
+    store_tile(MR, acc, c, ncols);                                                                        \
+}
+KV_VNNI_TILES(vnni512, KV_VNNI512, _mm256_dpbusd_epi32)
+KV_VNNI_TILES(avxvnni, KV_VNNIAVX, _mm256_dpbusd_avx_epi32)
+#endif
+
+#ifdef KV_NEON
+#define KV_MR 4
+#define KV_DOTPROD_ATTR __attribute__((target("arch=armv8.2-a+dotprod")))
+
+static inline float32x4_t h2f4(const uint8_t *p) { return vcvt_f32_f16(vreinterpret_f16_u16(vld1_u16((const uint16_t *)p))); }
+
+static inline void store_tile_neon(const int MR, const float32x4_t (*acc)[2], float *const *c, int ncols) {
+    for (int r = 0; r < MR; r++) {
+        if (ncols == 8) { vst1q_f32(c[r], acc[r][0]); vst1q_f32(c[r] + 4, acc[r][1]); }
+        else { float t[8]; vst1q_f32(t, acc[r][0]); vst1q_f32(t + 4, acc[r][1]); for (int j = 0; j < ncols; j++) c[r][j] = t[j]; }
     }
-#else
-    // Portable: the same per-element sequence, in scalar float (bitwise equal to the AVX2 path
-    // is not promised; invariance across batch sizes holds within one build).
+}
+
+// Σ_j w[row][j] · x[j] for the 4 rows of 4 bytes in `w`: plain NEON (widening multiply, pairwise adds).
+static inline int32x4_t dot4_neon(int32x4_t s, int8x16_t w, int8x16_t x) {
+    const int32x4_t p01 = vpaddlq_s16(vmull_s8(vget_low_s8(w), vget_low_s8(x)));     // r0 j01, r0 j23, r1 j01, r1 j23
+    const int32x4_t p23 = vpaddlq_s16(vmull_s8(vget_high_s8(w), vget_high_s8(x)));   // r2 …, r3 …
+    return vaddq_s32(s, vpaddq_s32(p01, p23));
+}
+KV_DOTPROD_ATTR static inline int32x4_t dot4_dotprod(int32x4_t s, int8x16_t w, int8x16_t x) { return vdotq_s32(s, w, x); }
+
+#define KV_NEON_TILES(SUFFIX, ATTR, DOT)                                                                  \
+ATTR static inline __attribute__((always_inline)) void tile_q4_##SUFFIX(const int MR, int nb, const uint8_t *w, \
+        const int8_t *const *a, const float *const *da, const float *const *sa, float *const *c, int ncols) { \
+    float32x4_t acc[KV_MR][2];                                                                            \
+    for (int r = 0; r < MR; r++) acc[r][0] = acc[r][1] = vdupq_n_f32(0);                                  \
+    const uint8x16_t low = vdupq_n_u8(0x0f);                                                              \
+    for (int b = 0; b < nb; b++, w += 160) {                                                              \
+        int32x4_t s[KV_MR][2];                                                                            \
+        for (int r = 0; r < MR; r++) s[r][0] = s[r][1] = vdupq_n_s32(0);                                  \
+        for (int q = 0; q < 4; q++) {                                                                     \
+            const uint8x16_t p0 = vld1q_u8(w + 32 * q), p1 = vld1q_u8(w + 32 * q + 16);                   \
+            const int8x16_t lo0 = vreinterpretq_s8_u8(vandq_u8(p0, low)), hi0 = vreinterpretq_s8_u8(vshrq_n_u8(p0, 4)); \
+            const int8x16_t lo1 = vreinterpretq_s8_u8(vandq_u8(p1, low)), hi1 = vreinterpretq_s8_u8(vshrq_n_u8(p1, 4)); \
+            for (int r = 0; r < MR; r++) {                                                                \
+                const int8_t *ab = a[r] + b * 32;                                                         \
+                int32_t x0, x1;                                                                           \
+                memcpy(&x0, ab + 4 * q, 4); memcpy(&x1, ab + 16 + 4 * q, 4);                              \
+                const int8x16_t v0 = vreinterpretq_s8_s32(vdupq_n_s32(x0)), v1 = vreinterpretq_s8_s32(vdupq_n_s32(x1)); \
+                s[r][0] = DOT(DOT(s[r][0], lo0, v0), hi0, v1);                                            \
+                s[r][1] = DOT(DOT(s[r][1], lo1, v0), hi1, v1);                                            \
+            }                                                                                             \
+        }                                                                                                 \
+        const float32x4_t d0 = h2f4(w + 128), d1 = h2f4(w + 136), m0 = h2f4(w + 144), m1 = h2f4(w + 152); \
+        for (int r = 0; r < MR; r++) {                                                                    \
+            const float32x4_t dr = vdupq_n_f32(da[r][b]), sr = vdupq_n_f32(sa[r][b]);                     \
+            acc[r][0] = vfmaq_f32(acc[r][0], vmulq_f32(d0, dr), vcvtq_f32_s32(s[r][0]));                  \
+            acc[r][1] = vfmaq_f32(acc[r][1], vmulq_f32(d1, dr), vcvtq_f32_s32(s[r][1]));                  \
+            acc[r][0] = vfmaq_f32(acc[r][0], m0, sr);                                                     \
+            acc[r][1] = vfmaq_f32(acc[r][1], m1, sr);                                                     \
+        }                                                                                                 \
+    }                                                                                                     \
+    store_tile_neon(MR, (const float32x4_t (*)[2])acc, c, ncols);                                         \
+}                                                                                                         \
+ATTR static inline __attribute__((always_inline)) void tile_q8_##SUFFIX(const int MR, int nb, const uint8_t *w, \
+        const int8_t *const *a, const float *const *da, float *const *c, int ncols) {                     \
+    float32x4_t acc[KV_MR][2];                                                                            \
+    for (int r = 0; r < MR; r++) acc[r][0] = acc[r][1] = vdupq_n_f32(0);                                  \
+    for (int b = 0; b < nb; b++, w += 272) {                                                              \
+        int32x4_t s[KV_MR][2];                                                                            \
+        for (int r = 0; r < MR; r++) s[r][0] = s[r][1] = vdupq_n_s32(0);                                  \
+        for (int q = 0; q < 8; q++) {                                                                     \
+            const int8x16_t p0 = vld1q_s8((const int8_t *)w + 32 * q), p1 = vld1q_s8((const int8_t *)w + 32 * q + 16); \
+            for (int r = 0; r < MR; r++) {                                                                \
+                int32_t x0;                                                                               \
+                memcpy(&x0, a[r] + b * 32 + 4 * q, 4);                                                    \
+                const int8x16_t v = vreinterpretq_s8_s32(vdupq_n_s32(x0));                                \
+                s[r][0] = DOT(s[r][0], p0, v);                                                            \
+                s[r][1] = DOT(s[r][1], p1, v);                                                            \
+            }                                                                                             \
+        }                                                                                                 \
+        const float32x4_t d0 = h2f4(w + 256), d1 = h2f4(w + 264);                                         \
+        for (int r = 0; r < MR; r++) {                                                                    \
+            const float32x4_t dr = vdupq_n_f32(da[r][b]);                                                 \
+            acc[r][0] = vfmaq_f32(acc[r][0], vmulq_f32(d0, dr), vcvtq_f32_s32(s[r][0]));                  \
+            acc[r][1] = vfmaq_f32(acc[r][1], vmulq_f32(d1, dr), vcvtq_f32_s32(s[r][1]));                  \
+        }                                                                                                 \
+    }                                                                                                     \
+    store_tile_neon(MR, (const float32x4_t (*)[2])acc, c, ncols);                                         \
+}
+KV_NEON_TILES(neon, , dot4_neon)
+KV_NEON_TILES(dotprod, KV_DOTPROD_ATTR, dot4_dotprod)
+#endif
+
+// ---- Path selection --------------------------------------------------------------------------
+
+enum { KV_PATH_PORTABLE, KV_PATH_AVX2, KV_PATH_AVXVNNI, KV_PATH_VNNI512, KV_PATH_NEON, KV_PATH_DOTPROD, KV_PATH_COUNT };
+static const char *const kv_path_names[KV_PATH_COUNT] = {
+    "portable", "avx2", "avx-vnni", "avx512-vnni", "neon", "neon-dotprod" };
+
+static int kv_path_supported(int p) {
+    switch (p) {
+    case KV_PATH_PORTABLE: return 1;
+#ifdef KV_AVX2
+    case KV_PATH_AVX2: return 1;
+#endif
+#ifdef KV_X86_VNNI
+    case KV_PATH_AVXVNNI: __builtin_cpu_init(); return __builtin_cpu_supports("avxvnni");
+    case KV_PATH_VNNI512:
+        __builtin_cpu_init();
+        return __builtin_cpu_supports("avx512vnni") && __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512bw");
+#endif
+#ifdef KV_NEON
+    case KV_PATH_NEON: return 1;
+    case KV_PATH_DOTPROD: return kv_cpu_has_dotprod();
+#endif
+    default: return 0;
+    }
+}
+
+// -1 until first use; then the path every kv_qgemm call takes (KVDUEL_KERNEL may name one).
+static int kv_path = -1;
+
+static int kv_best_path(void) {
+    const int order[] = { KV_PATH_VNNI512, KV_PATH_AVXVNNI, KV_PATH_AVX2, KV_PATH_DOTPROD, KV_PATH_NEON };
+    for (size_t i = 0; i < sizeof order / sizeof order[0]; i++) if (kv_path_supported(order[i])) return order[i];
+    return KV_PATH_PORTABLE;
+}
+
+static int kv_path_named(const char *name) {
+    for (int p = 0; p < KV_PATH_COUNT; p++) if (name && strcmp(name, kv_path_names[p]) == 0) return p;
+    return -1;
+}
+
+static int kv_current_path(void) {
+    int p = __atomic_load_n(&kv_path, __ATOMIC_ACQUIRE);
+    if (p >= 0) return p;
+    p = kv_path_named(getenv("KVDUEL_KERNEL"));
+    if (p < 0 || !kv_path_supported(p)) p = kv_best_path();
+    __atomic_store_n(&kv_path, p, __ATOMIC_RELEASE);
+    return p;
+}
+
+const char *kv_qgemm_path(void) { return kv_path_names[kv_current_path()]; }
+
+int kv_qgemm_select(const char *name) {
+    const int p = name ? kv_path_named(name) : kv_best_path();
+    if (p < 0 || !kv_path_supported(p)) return -1;
+    __atomic_store_n(&kv_path, p, __ATOMIC_RELEASE);
+    return 0;
+}
+
+const char *kv_qgemm_paths(void) {
+    static char buf[128];
+    static int done = 0;
+    if (!__atomic_load_n(&done, __ATOMIC_ACQUIRE)) {
+        char tmp[128] = "";
+        for (int p = KV_PATH_COUNT - 1; p >= 0; p--)
+            if (kv_path_supported(p)) { if (tmp[0]) strcat(tmp, ","); strcat(tmp, kv_path_names[p]); }
+        memcpy(buf, tmp, sizeof buf);
+        __atomic_store_n(&done, 1, __ATOMIC_RELEASE);
+    }
+    return buf;
+}
+
+// Rows in tiles of KV_MR (the tail in tiles of 1), groups inner so a tile's activations stay in L1
+// and each group's weights stream once per tile from L2. TQ4 / TQ8 are one instruction set's tiles.
+#define KV_QGEMM_TILED(TQ4, TQ8)                                                                          \
+    for (int m0 = 0; m0 < rows; ) {                                                                       \
+        const int mr = rows - m0 >= KV_MR ? KV_MR : 1;                                                    \
+        const int8_t *a[KV_MR]; const float *d[KV_MR], *s[KV_MR]; float *cr[KV_MR];                       \
+        for (int r = 0; r < KV_MR; r++) {                                                                 \
+            const int mm = m0 + (r < mr ? r : 0);                                                         \
+            a[r] = qa + (size_t)mm * k; d[r] = da + (size_t)mm * nb; s[r] = sa + (size_t)mm * nb;         \
+        }                                                                                                 \
+        for (int g = g0; g < g1; g++) {                                                                   \
+            const uint8_t *wg = w + (size_t)g * gbytes;                                                   \
+            const int ncols = n - g * 8 < 8 ? n - g * 8 : 8;                                              \
+            for (int r = 0; r < KV_MR; r++) cr[r] = c + (size_t)(m0 + (r < mr ? r : 0)) * ldc + g * 8;    \
+            if (format == KV_Q4) { if (mr == KV_MR) TQ4(KV_MR, nb, wg, a, d, s, cr, ncols); else TQ4(1, nb, wg, a, d, s, cr, ncols); } \
+            else { if (mr == KV_MR) TQ8(KV_MR, nb, wg, a, d, cr, ncols); else TQ8(1, nb, wg, a, d, cr, ncols); } \
+        }                                                                                                 \
+        m0 += mr;                                                                                         \
+    }
+
+#define KV_QGEMM_ARGS int format, const uint8_t *w, int n, int k, int g0, int g1, const int8_t *qa, \
+                      const float *da, const float *sa, int rows, float *c, size_t ldc, int nb, size_t gbytes
+#ifdef KV_AVX2
+static void qgemm_avx2(KV_QGEMM_ARGS) { KV_QGEMM_TILED(tile_q4, tile_q8) }
+#endif
+#ifdef KV_X86_VNNI
+KV_VNNI512 static void qgemm_vnni512(KV_QGEMM_ARGS) { KV_QGEMM_TILED(tile_q4_vnni512, tile_q8_vnni512) }
+KV_VNNIAVX static void qgemm_avxvnni(KV_QGEMM_ARGS) { KV_QGEMM_TILED(tile_q4_avxvnni, tile_q8_avxvnni) }
+#endif
+#ifdef KV_NEON
+static void qgemm_neon(KV_QGEMM_ARGS) { KV_QGEMM_TILED(tile_q4_neon, tile_q8_neon) }
+KV_DOTPROD_ATTR static void qgemm_dotprod(KV_QGEMM_ARGS) { KV_QGEMM_TILED(tile_q4_dotprod, tile_q8_dotprod) }
+#endif
+
+// Portable: the same per-element sequence, in scalar float (fmaf is the fused multiply-add the
+// vector paths use), so it gives the same bits as they do.
+static void qgemm_portable(KV_QGEMM_ARGS) {
+    (void)gbytes;
     for (int m = 0; m < rows; m++)
         for (int g = g0; g < g1; g++) {
-            const uint8_t *wg = w + (size_t)g * gbytes;
+            const uint8_t *wg = w + (size_t)g * kv_qpack_group_bytes(format, k);
             for (int r = 0; r < 8 && g * 8 + r < n; r++) {
                 float acc = 0;
                 for (int b = 0; b < nb; b++) {
@@ -311,5 +596,24 @@ void kv_qgemm(int format, const uint8_t *w, int n, int k, int g0, int g1,
                 c[(size_t)m * ldc + g * 8 + r] = acc;
             }
         }
+}
+
+void kv_qgemm(int format, const uint8_t *w, int n, int k, int g0, int g1,
+              const int8_t *qa, const float *da, const float *sa, int rows, float *c, size_t ldc) {
+    const int nb = k / 32;
+    const size_t gbytes = kv_qpack_group_bytes(format, k);
+    switch (kv_current_path()) {
+#ifdef KV_X86_VNNI
+    case KV_PATH_VNNI512: qgemm_vnni512(format, w, n, k, g0, g1, qa, da, sa, rows, c, ldc, nb, gbytes); return;
+    case KV_PATH_AVXVNNI: qgemm_avxvnni(format, w, n, k, g0, g1, qa, da, sa, rows, c, ldc, nb, gbytes); return;
 #endif
+#ifdef KV_AVX2
+    case KV_PATH_AVX2: qgemm_avx2(format, w, n, k, g0, g1, qa, da, sa, rows, c, ldc, nb, gbytes); return;
+#endif
+#ifdef KV_NEON
+    case KV_PATH_DOTPROD: qgemm_dotprod(format, w, n, k, g0, g1, qa, da, sa, rows, c, ldc, nb, gbytes); return;
+    case KV_PATH_NEON: qgemm_neon(format, w, n, k, g0, g1, qa, da, sa, rows, c, ldc, nb, gbytes); return;
+#endif
+    default: qgemm_portable(format, w, n, k, g0, g1, qa, da, sa, rows, c, ldc, nb, gbytes); return;
+    }
 }

@@ -1,6 +1,7 @@
 import Engine
 
-/// Something that happened. Recording these and feeding them back into `reduce` replays a session.
+/// Something that happened. Recording these and feeding them back into `reduce` replays a session
+/// (`ActionCoding.swift` writes them as `[kind, payload]`; `origin` says who did it).
 public enum Action: Sendable, Hashable {
     // The person.
     case questionSubmitted(String)
@@ -15,6 +16,8 @@ public enum Action: Sendable, Hashable {
     case resetRequested
     case newConversationRequested
     case quitRequested
+    /// A marker for replays and exports (pause points, chapter marks), with an optional label.
+    case markerDropped(label: String?)
 
     // The terminal and the clock.
     case resized(cols: Int, rows: Int)
@@ -43,6 +46,44 @@ public enum Action: Sendable, Hashable {
     case cacheStatesUpdated([String: SegmentCacheState])
     case blockTokenCounts([String: Int])
     case enginesReset(cumulative: RequestStats)
+}
+
+/// Who caused an action: the person (or a script acting for them), an engine, or the clock and terminal.
+public enum ActionOrigin: String, Sendable, Hashable, Codable {
+    case person, engine, clock
+}
+
+extension Action {
+    public var origin: ActionOrigin {
+        switch self {
+        case .questionSubmitted, .focusChanged, .blockSelected, .blockMoved, .blockToggled, .helpToggled,
+             .inputEdited, .historyBrowsed, .scrolled, .resetRequested, .newConversationRequested,
+             .quitRequested, .markerDropped:
+            return .person
+        case .resized, .tick, .rssSampled:
+            return .clock
+        case .loadingProgress, .loaded, .loadFailed, .engineStarted, .prefillProgress, .firstTokenArrived,
+             .tokenArrived, .answerFinished, .engineFailed, .divergenceMeasured, .answerTokensKnown,
+             .turnCompleted, .cacheStatesUpdated, .blockTokenCounts, .enginesReset:
+            return .engine
+        }
+    }
+}
+
+/// Sees every action the app loop reduces, on the UI thread, with the loop's clock (a recorder).
+public protocol ActionSink: AnyObject {
+    func observe(_ action: Action, at now: Double)
+}
+
+/// Supplies actions on the person's behalf (autoplay, a live re-run). Polled once per loop turn
+/// with the state and the injected clock.
+public protocol ActionSource: AnyObject {
+    /// Actions to reduce now.
+    func poll(_ state: AppState, now: Double) -> [Action]
+    /// False once the source is done or the person took over; the keyboard then drives alone.
+    var isActive: Bool { get }
+    /// A key arrived from the person: the source stops and control goes back to them.
+    func handBack()
 }
 
 /// What the reducer asks the outside world to do.

@@ -118,6 +118,11 @@ public struct AppState: Sendable, Hashable {
     public var notice: String?
     public var turnsCompleted = 0
     public var quitting = false
+    /// Markers dropped so far (for replays).
+    public var markerCount = 0
+    /// How this screen came about (live, recording, replay, live re-run). Set by the loop that runs
+    /// the screen, like the terminal size it draws at; never recorded.
+    public var chrome = SessionChrome()
 
     public init(config: DuelConfig, cols: Int = 160, rows: Int = 45, now: Double = 0, loading: Bool = true) {
         info = config.info
@@ -164,5 +169,52 @@ public struct AppState: Sendable, Hashable {
         case .streaming(let t, _, _): return (t, false)
         default: return p.lastStats.map { ($0.ttftSeconds, false) }
         }
+    }
+}
+
+/// What the screen says about the session around the duel: recording, replaying, re-running live.
+public struct SessionChrome: Sendable, Hashable {
+    public enum Mode: Sendable, Hashable {
+        case live, replay, liveRerun
+    }
+    public var mode: Mode = .live
+    /// `chat --record`: the top bar shows ● REC.
+    public var recording = false
+    /// `--autoplay` is driving (any key takes over).
+    public var autoplay = false
+    /// `kvduel replay`: the status line (position, length, speed, next marker).
+    public var status: String?
+    /// `replay --live` at the end: recorded and live TTFT per turn.
+    public var comparison: [TTFTComparison]?
+    public init() {}
+
+    /// The top bar's tag, if any.
+    public var badge: String? {
+        switch mode {
+        case .replay: return "▶ REPLAY"
+        case .liveRerun: return recording ? "● REC · LIVE RE-RUN" : "⟳ LIVE RE-RUN"
+        case .live:
+            if recording { return autoplay ? "● REC · AUTOPLAY" : "● REC" }
+            return autoplay ? "AUTOPLAY" : nil
+        }
+    }
+}
+
+/// One turn's TTFT as recorded and as measured again live (seconds; nil when not measured).
+public struct TTFTComparison: Sendable, Hashable {
+    public var turn: Int
+    public var recorded: (cached: Double?, baseline: Double?)
+    public var live: (cached: Double?, baseline: Double?)
+    public init(turn: Int, recorded: (Double?, Double?), live: (Double?, Double?)) {
+        self.turn = turn
+        self.recorded = recorded
+        self.live = live
+    }
+    public static func == (a: Self, b: Self) -> Bool {
+        a.turn == b.turn && a.recorded == b.recorded && a.live == b.live
+    }
+    public func hash(into h: inout Hasher) {
+        h.combine(turn); h.combine(recorded.cached); h.combine(recorded.baseline)
+        h.combine(live.cached); h.combine(live.baseline)
     }
 }

@@ -51,6 +51,9 @@ public enum Command: String, Sendable, Hashable, CaseIterable {
     case cursorLeft, cursorRight, cursorHome, cursorEnd
     case deleteBackward, deleteForward, deleteWordBackward, deleteToStart, deleteToEnd
     case scrollUp, scrollDown
+    case dropMarker
+    // Replays.
+    case replayPause, replayStep, replayNextMarker, replayFaster, replaySlower, replayQuit
 }
 
 /// Which focus a binding applies in.
@@ -58,12 +61,15 @@ public enum KeyContext: String, Sendable, Hashable {
     case global
     case input
     case panel
+    /// `kvduel replay`: these keys instead of the duel's (help still opens the overlay).
+    case replay
 
     public var title: String {
         switch self {
         case .global: return "Anywhere"
         case .input: return "Input line"
         case .panel: return "Context panel"
+        case .replay: return "Replay"
         }
     }
 }
@@ -105,6 +111,8 @@ public enum Keymap {
                    summary: "new conversation: clear history, keep caches", footer: "new chat"),
         KeyBinding(keys: [.ctrl("c"), .ctrl("q")], context: .global, command: .quit, short: "quit",
                    summary: "quit, restoring the terminal", footer: "quit"),
+        KeyBinding(keys: [.ctrl("t"), .function(2)], context: .global, command: .dropMarker, short: "drop a marker",
+                   summary: "drop a marker for replays (text in the input line becomes its label)", footer: nil),
         KeyBinding(keys: [.pageUp], context: .global, command: .scrollUp, short: "scroll back",
                    summary: "scroll both transcripts back", footer: nil),
         KeyBinding(keys: [.pageDown], context: .global, command: .scrollDown, short: "scroll forward",
@@ -125,6 +133,18 @@ public enum Keymap {
                    summary: "delete before / under the cursor", footer: nil),
         KeyBinding(keys: [.up, .down], context: .input, command: .historyPrevious, short: "earlier questions",
                    summary: "earlier / later questions", footer: "history"),
+        KeyBinding(keys: [.char(" ")], context: .replay, command: .replayPause, short: "pause / resume",
+                   summary: "pause or resume the replay", footer: "pause"),
+        KeyBinding(keys: [.char(".")], context: .replay, command: .replayStep, short: "step one event",
+                   summary: "step one event while paused", footer: "step"),
+        KeyBinding(keys: [.char("]")], context: .replay, command: .replayNextMarker, short: "next marker",
+                   summary: "jump to the next marker", footer: "marker"),
+        KeyBinding(keys: [.char("+"), .char("=")], context: .replay, command: .replayFaster, short: "faster",
+                   summary: "play faster (×2)", footer: "faster"),
+        KeyBinding(keys: [.char("-")], context: .replay, command: .replaySlower, short: "slower",
+                   summary: "play slower (÷2)", footer: "slower"),
+        KeyBinding(keys: [.char("q"), .ctrl("c")], context: .replay, command: .replayQuit, short: "quit",
+                   summary: "quit the replay, restoring the terminal", footer: "quit"),
     ]
 
     /// The command a key triggers in a context (paired keys such as ↑/↓ resolve to their own command).
@@ -140,6 +160,21 @@ public enum Keymap {
             }
         }
         return nil
+    }
+
+    /// The command a key triggers during a replay: the replay table, then the help key.
+    public static func replayCommand(for key: Key) -> Command? {
+        for b in bindings where b.context == .replay && b.keys.contains(key) { return b.command }
+        for b in bindings where b.command == .help && b.keys.contains(key) { return .help }
+        return nil
+    }
+
+    /// Footer hints during a replay, from the same table.
+    public static func replayFooterItems() -> [(keys: String, label: String)] {
+        bindings.filter { $0.context == .replay && $0.footer != nil }.map { b in
+            let keys = b.command == .replayQuit ? "q" : b.keys.map(\.display).joined(separator: "/")
+            return (keys, b.footer!)
+        } + [("?", "help")]
     }
 
     /// Paired bindings (↑/↓, ←/→, Backspace/Del, PgUp/PgDn) share a row; the second key does the opposite.

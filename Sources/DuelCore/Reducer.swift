@@ -38,6 +38,12 @@ public func actions(for key: Key, in state: AppState) -> [Action] {
     case .deleteToEnd: return [.inputEdited(.deleteToEnd)]
     case .scrollUp: return [.scrolled(lines: 10)]
     case .scrollDown: return [.scrolled(lines: -10)]
+    case .dropMarker:
+        let label = state.input.text.trimmingWhitespace()
+        return label.isEmpty ? [.markerDropped(label: nil)]
+            : [.markerDropped(label: label), .inputEdited(.replaceAll(""))]
+    case .replayPause, .replayStep, .replayNextMarker, .replayFaster, .replaySlower, .replayQuit:
+        return []   // replay keys: `Keymap.replayCommand` handles them in `kvduel replay`
     }
 }
 
@@ -138,6 +144,9 @@ public func reduce(_ state: inout AppState, _ action: Action) -> [Effect] {
         }
         state.notice = nil
         return wasBusy ? [.cancelTurn] : []
+    case .markerDropped(let label):
+        state.markerCount += 1
+        state.notice = "● marker \(state.markerCount)" + (label.map { ": " + $0 } ?? "")
     case .quitRequested:
         state.quitting = true
         return state.turnInFlight ? [.cancelTurn, .quit] : [.quit]

@@ -16,6 +16,8 @@ import Yams
 /// turns:
 ///   - documents: [brightwater, veltrona]  # optional: absent = same as the previous turn (first turn: all)
 ///     user: Where was Veltrona Robotics founded?
+///     marker: Reordered           # optional: the marker autoplay drops at this turn
+///     hold: 4                     # optional: seconds autoplay holds after the answers
 /// ```
 public struct Scenario: Sendable, Hashable {
     public var name: String
@@ -65,10 +67,16 @@ public struct ScenarioTurn: Sendable, Hashable {
     public var user: String
     /// Line of the turn in its file (0 when built in code).
     public var line: Int
-    public init(documents: [String], user: String, line: Int = 0) {
+    /// Label of the marker `--autoplay` drops at this turn.
+    public var marker: String?
+    /// Seconds `--autoplay` holds after both answers (nil: its `--hold`).
+    public var hold: Double?
+    public init(documents: [String], user: String, line: Int = 0, marker: String? = nil, hold: Double? = nil) {
         self.documents = documents
         self.user = user
         self.line = line
+        self.marker = marker
+        self.hold = hold
     }
 }
 
@@ -140,7 +148,7 @@ private struct ScenarioParser {
         for (i, t) in turnSeq.enumerated() {
             let n = i + 1
             guard let m = t.mapping else { throw fail(t, "turn \(n) must be a mapping with `user:`") }
-            try checkKeys(m, allowed: ["user", "documents"], what: "turn \(n)")
+            try checkKeys(m, allowed: ["user", "documents", "marker", "hold"], what: "turn \(n)")
             guard let user = try string(m, "user", required: false), !user.isEmpty else {
                 throw fail(t, "turn \(n) has no `user:` question")
             }
@@ -160,7 +168,15 @@ private struct ScenarioParser {
                 }
             }
             previous = ids
-            turns.append(ScenarioTurn(documents: ids, user: user, line: t.mark?.line ?? 0))
+            let marker = try string(m, "marker", required: false)
+            var hold: Double?
+            if let h = value(m, "hold") {
+                guard let v = h.scalar.flatMap({ Double($0.string) }), v >= 0, v.isFinite else {
+                    throw fail(h, "turn \(n): hold must be a number of seconds ≥ 0, not '\(h.scalar?.string ?? "a collection")'")
+                }
+                hold = v
+            }
+            turns.append(ScenarioTurn(documents: ids, user: user, line: t.mark?.line ?? 0, marker: marker, hold: hold))
         }
         return Scenario(name: name, maxTokens: maxTokens, system: system, documents: documents, turns: turns)
     }

@@ -10,6 +10,13 @@
 //           Per row: scale = max|x| / 127, q = round(x / scale) in -127...127, x ≈ q · scale,
 //           so |error| ≤ scale / 2. Rows with max|x| below 2^-119 are stored as zeros (scale 0);
 //           NaN is stored as 0 and ±inf as ±max|finite x| of its row.
+//     int4  2·layers·tokens rows of `Int4Quant.rowBytes(kvDim)` bytes each (108 for kvDim 192):
+//           per group of 32 values, an f16 scale, then the codes two to a byte (low nibble first),
+//           the row padded to a multiple of 4. Each group is rotated by the 32×32 Walsh–Hadamard
+//           matrix H before quantising (y = H x spreads an outlier over the group, as llama.cpp's
+//           rotated KV quantisation does), then scale = max|y| / 7, code = round(y / scale) + 8 in
+//           1...15; decoding is x ≈ Hᵀ(scale · (code − 8)) / 32. A last group of fewer than 32 values
+//           is quantised the same way without the rotation. NaN → 0, ±inf → ±max|finite| of its group.
 // All offsets are multiples of 4 from the start of the body, so every typed access is aligned.
 
 #if _endian(big)
@@ -20,10 +27,11 @@ public enum KVEncoding: UInt8, Sendable, CaseIterable, CustomStringConvertible {
     case int8 = 1
     case f16 = 2
     case f32 = 3
+    case int4 = 4
 
     public static let `default`: KVEncoding = .int8
 
-    /// Parses "int8", "f16", "f32" (as printed by `description`).
+    /// Parses "int4", "int8", "f16", "f32" (as printed by `description`).
     public init?(name: String) {
         guard let e = Self.allCases.first(where: { $0.description == name.lowercased() }) else { return nil }
         self = e
@@ -31,15 +39,17 @@ public enum KVEncoding: UInt8, Sendable, CaseIterable, CustomStringConvertible {
 
     public var description: String {
         switch self {
+        case .int4: return "int4"
         case .int8: return "int8"
         case .f16: return "f16"
         case .f32: return "f32"
         }
     }
 
-    /// Stored bytes of one row of `kvDim` values (int8 includes its Float32 scale).
+    /// Stored bytes of one row of `kvDim` values (int8 includes its Float32 scale, int4 its f16 group scales).
     public func rowBytes(kvDim: Int) -> Int {
         switch self {
+        case .int4: return Int4Quant.rowBytes(kvDim: kvDim)
         case .int8: return kvDim + 4
         case .f16: return 2 * kvDim
         case .f32: return 4 * kvDim
@@ -48,7 +58,7 @@ public enum KVEncoding: UInt8, Sendable, CaseIterable, CustomStringConvertible {
 
     /// Stored bytes per token: K and V rows of every layer plus the 4-byte position.
     /// An entry of n tokens holds exactly `n * bytesPerToken` bytes (`EncodedKV.byteCount`).
-    /// SmolLM2-135M (30 layers, kvDim 192): int8 11 764, f16 23 044, f32 46 084.
+    /// SmolLM2-135M (30 layers, kvDim 192): int4 6 484, int8 11 764, f16 23 044, f32 46 084.
     public func bytesPerToken(layers: Int, kvDim: Int) -> Int {
         2 * layers * rowBytes(kvDim: kvDim) + 4
     }
@@ -127,6 +137,11 @@ public struct EncodedKV: Sendable, Equatable {
                                 Int8Quant.quantize(v, rows: rows, dim: d, scales: scales + rows, into: q + m)
                             }
                         }
+                    case .int4:
+                        let rb = Int4Quant.rowBytes(kvDim: d)
+                        let out = p.assumingMemoryBound(to: UInt8.self)
+                        Int4Quant.quantize(k, rows: rows, dim: d, into: out)
+                        Int4Quant.quantize(v, rows: rows, dim: d, into: out + rows * rb)
                     }
                 }
             }
@@ -172,6 +187,10 @@ public struct EncodedKV: Sendable, Equatable {
                         Int8Quant.dequantize(q, rows: t, dim: d, scales: scales, into: dst)
                     }
                 }
+            case .int4:
+                let rb = Int4Quant.rowBytes(kvDim: d)
+                Int4Quant.dequantize((p + (c * rows + layer * t) * rb).assumingMemoryBound(to: UInt8.self),
+                                     rows: t, dim: d, into: dst)
             }
         }
     }
@@ -245,6 +264,89 @@ enum Int8Quant {
         for r in 0..<rows {
             let s = scales[r], src = q + r * dim, out = dst + r * dim
             for i in 0..<dim { out[i] = Float(Int32(src[i])) * s }
+        }
+    }
+}
+
+/// 4-bit codes per group of 32 after a Walsh–Hadamard rotation, symmetric, f16 scale per group
+/// (layout at the top of this file).
+enum Int4Quant {
+    static let group = 32
+
+    static func rowBytes(kvDim: Int) -> Int {
+        let groups = (kvDim + group - 1) / group
+        return (2 * groups + (kvDim + 1) / 2 + 3) & ~3
+    }
+
+    /// In-place unnormalised fast Walsh–Hadamard transform of 32 values (H·H = 32·I).
+    @inline(__always)
+    static func hadamard32(_ x: UnsafeMutablePointer<Float>) {
+        var h = 1
+        while h < 32 {
+            var i = 0
+            while i < 32 {
+                for j in i..<(i + h) {
+                    let a = x[j], b = x[j + h]
+                    x[j] = a + b
+                    x[j + h] = a - b
+                }
+                i += 2 * h
+            }
+            h *= 2
+        }
+    }
+
+    static func quantize(_ src: UnsafePointer<Float>, rows: Int, dim: Int, into dst: UnsafeMutablePointer<UInt8>) {
+        let rb = rowBytes(kvDim: dim), groups = (dim + group - 1) / group
+        let y = UnsafeMutablePointer<Float>.allocate(capacity: group)
+        defer { y.deallocate() }
+        for r in 0..<rows {
+            let s = src + r * dim, row = dst + r * rb
+            let codes = row + 2 * groups
+            for i in (2 * groups)..<rb { row[i] = 0 }
+            for g in 0..<groups {
+                let lo = g * group, n = min(group, dim - lo)
+                // Non-finite values: NaN → 0, ±inf → ±max|finite| of the group.
+                var fmax: Float = 0
+                for i in 0..<n where s[lo + i].isFinite { fmax = max(fmax, abs(s[lo + i])) }
+                for i in 0..<n {
+                    let x = s[lo + i]
+                    y[i] = x.isFinite ? x : (x.isNaN ? 0 : (x > 0 ? fmax : -fmax))
+                }
+                if n == group { hadamard32(y) }
+                var amax: Float = 0
+                for i in 0..<n { amax = max(amax, abs(y[i])) }
+                let scaleBits = Half.floatToHalf(amax / 7)
+                let scale = Half.halfToFloat(scaleBits)
+                UnsafeMutableRawPointer(row + 2 * g).storeBytes(of: scaleBits.littleEndian, as: UInt16.self)
+                let inv: Float = scale > 0 && scale.isFinite ? 1 / scale : 0
+                for i in 0..<n {
+                    let q = UInt8(min(max((y[i] * inv).rounded(.toNearestOrEven), -7), 7) + 8)
+                    let b = (lo + i) / 2
+                    codes[b] = (lo + i) % 2 == 0 ? (codes[b] & 0xF0) | q : (codes[b] & 0x0F) | (q << 4)
+                }
+            }
+        }
+    }
+
+    static func dequantize(_ src: UnsafePointer<UInt8>, rows: Int, dim: Int, into dst: UnsafeMutablePointer<Float>) {
+        let rb = rowBytes(kvDim: dim), groups = (dim + group - 1) / group
+        for r in 0..<rows {
+            let row = src + r * rb, codes = row + 2 * groups, out = dst + r * dim
+            for g in 0..<groups {
+                let lo = g * group, n = min(group, dim - lo)
+                let bits = UInt16(littleEndian: UnsafeRawPointer(row + 2 * g).loadUnaligned(as: UInt16.self))
+                let scale = Half.halfToFloat(bits)
+                for i in 0..<n {
+                    let b = codes[(lo + i) / 2]
+                    let q = (lo + i) % 2 == 0 ? b & 0x0F : b >> 4
+                    out[lo + i] = Float(Int32(q) - 8) * scale
+                }
+                if n == group {
+                    hadamard32(out + lo)
+                    for i in 0..<group { out[lo + i] *= 1.0 / 32 }
+                }
+            }
         }
     }
 }

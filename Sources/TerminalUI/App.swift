@@ -51,15 +51,31 @@ public func runDuel(config: DuelConfig,
                     promptBuilder: PromptBuilder,
                     makeEngines: @escaping EngineFactory,
                     divergence: DivergenceProbe? = nil,
-                    options: LoopOptions = LoopOptions()) throws -> DuelExit {
+                    options: LoopOptions = LoopOptions(),
+                    source: ActionSource? = nil, sinks: [ActionSink] = [],
+                    chrome: SessionChrome = SessionChrome(),
+                    onFrame: ((inout AppState) -> Void)? = nil) throws -> DuelExit {
+    try withTerminalScreen(theme: config.theme, inputTimeoutMs: options.inputTimeoutMs) { screen, notice in
+        runDuelLoop(device: screen, config: config, promptBuilder: promptBuilder, makeEngines: makeEngines,
+                    divergence: divergence, options: options, notice: notice,
+                    quitSignal: pendingQuitSignal, source: source, sinks: sinks, chrome: chrome,
+                    onFrame: onFrame)
+    }
+}
+
+/// Opens the full screen (UTF-8 locale, signal handlers, curses with `theme`), runs `body` with it
+/// and restores the terminal on every way out, as `runDuel` does. `body` gets the locale notice.
+public func withTerminalScreen<T>(theme: String, inputTimeoutMs: Int32 = 15,
+                                  _ body: (TerminalDevice, String?) throws -> T) throws -> T {
     let localeNotice = try prepareUTF8Locale()
     cterm_install_signal_handlers()
-    let screen = try CursesScreen(themeName: config.theme, inputTimeoutMs: options.inputTimeoutMs)
+    let screen = try CursesScreen(themeName: theme, inputTimeoutMs: inputTimeoutMs)
     defer { screen.stop() }
-    return runDuelLoop(device: screen, config: config, promptBuilder: promptBuilder, makeEngines: makeEngines,
-                       divergence: divergence, options: options, notice: localeNotice,
-                       quitSignal: { cterm_quit_signal() })
+    return try body(screen, localeNotice)
 }
+
+/// SIGINT/SIGTERM/SIGHUP received since the handlers were installed (0: none).
+public func pendingQuitSignal() -> Int32 { cterm_quit_signal() }
 
 /// What the event loop needs from a terminal. `CursesScreen` is the real one; tests script a fake.
 public protocol TerminalDevice: AnyObject {
@@ -75,16 +91,22 @@ public protocol TerminalDevice: AnyObject {
 
 /// The event loop, independent of curses: reads keys, drains engine actions, reduces, and draws
 /// at most `options.maxFPS` frames a second (at once after a key). Returns when the person quits
-/// or `quitSignal()` returns a signal number. `record` sees every action reduced (for replay).
+/// or `quitSignal()` returns a signal number. `record` and `sinks` see every action reduced (a
+/// recorder); `source` acts for the person (autoplay, a live re-run) until a key takes over.
 public func runDuelLoop(device: TerminalDevice, config: DuelConfig, promptBuilder: PromptBuilder,
                         makeEngines: @escaping EngineFactory, divergence: DivergenceProbe? = nil,
                         options: LoopOptions = LoopOptions(), notice: String? = nil,
                         quitSignal: () -> Int32 = { 0 }, clock: () -> Double = monotonicSeconds,
-                        record: ((Action) -> Void)? = nil) -> DuelExit {
+                        record: ((Action) -> Void)? = nil,
+                        source: ActionSource? = nil, sinks: [ActionSink] = [],
+                        chrome: SessionChrome = SessionChrome(),
+                        onFrame: ((inout AppState) -> Void)? = nil) -> DuelExit {
     let queue = ActionQueue()
     let size = device.size
     var state = AppState(config: config, cols: size.cols, rows: size.rows, now: clock(), loading: true)
     state.notice = notice
+    state.chrome = chrome
+    state.chrome.autoplay = source?.isActive ?? false
 
     // Load off the UI thread.
     let loaded = EngineBox()
@@ -104,6 +126,8 @@ public func runDuelLoop(device: TerminalDevice, config: DuelConfig, promptBuilde
     loader.start()
 
     var controller: SessionController?
+    // The first turn of the loop says the screen's size, so recorders know it.
+    var initialSize: [Action] = [.resized(cols: size.cols, rows: size.rows)]
     var lastFrame = -1.0
     var lastTick = 0.0
     var lastRSS = -10.0
@@ -139,6 +163,12 @@ public func runDuelLoop(device: TerminalDevice, config: DuelConfig, promptBuilde
                 actions.append(.resized(cols: s.cols, rows: s.rows))
                 keyed = true
             case .key(let k):
+                // A key hands control back from autoplay (it only stops the script; quit keys still quit).
+                if let source, source.isActive {
+                    source.handBack()
+                    keyed = true
+                    if k != .ctrl("c") && k != .ctrl("q") { continue }
+                }
                 // Keys are translated against the state as it will be after earlier keys.
                 var probe = state
                 for a in actions { reduce(&probe, a) }
@@ -163,9 +193,21 @@ public func runDuelLoop(device: TerminalDevice, config: DuelConfig, promptBuilde
             c.refreshBlocks()
             controller = c
         }
-        var all: [Action] = [.tick(now: now)]
+        var all: [Action] = [.tick(now: now)] + initialSize
+        initialSize = []
         all += engineActions
         all += actions
+        if let source, source.isActive {
+            var probe = state
+            for a in all { reduce(&probe, a) }
+            let scripted = source.poll(probe, now: now)
+            if !scripted.isEmpty { keyed = true; dirty = true }
+            all += scripted
+        }
+        if state.chrome.autoplay != (source?.isActive ?? false) {
+            state.chrome.autoplay = source?.isActive ?? false
+            dirty = true
+        }
         if now - lastRSS >= 1 {
             lastRSS = now
             all.append(.rssSampled(bytes: residentSetBytes()))
@@ -174,12 +216,18 @@ public func runDuelLoop(device: TerminalDevice, config: DuelConfig, promptBuilde
         let rssBefore = state.rssBytes
         for a in all {
             record?(a)
+            for sink in sinks { sink.observe(a, at: now) }
             for effect in reduce(&state, a) {
                 if effect == .quit { quit = true }
                 controller?.perform(effect)
             }
         }
         if quit || state.quitting { return state.fatalError.map { .loadFailed($0) } ?? .quit }
+        if let onFrame {
+            let before = state
+            onFrame(&state)
+            if state != before { dirty = true }
+        }
 
         if !engineActions.isEmpty || !actions.isEmpty || state.rssBytes != rssBefore { dirty = true }
         let live = state.panes.contains { $0.isBusy } || state.loading != nil
@@ -195,13 +243,23 @@ public func runDuelLoop(device: TerminalDevice, config: DuelConfig, promptBuilde
 /// The duel with stand-in engines (no model): canned answers streamed with realistic delays.
 /// For trying the screen, demos without a model, and the lead's `--demo` flag.
 @discardableResult
-public func runDuelDemo(config: DuelConfig? = nil, timing: DemoTiming = .realistic) throws -> DuelExit {
+public func runDuelDemo(config: DuelConfig? = nil, timing: DemoTiming = .realistic,
+                        source: ActionSource? = nil, sinks: [ActionSink] = [],
+                        chrome: SessionChrome = SessionChrome(),
+                        onFrame: ((inout AppState) -> Void)? = nil) throws -> DuelExit {
     var cfg = config ?? DuelConfig(info: SessionInfo(modelName: "demo engine (no model)", threadsPerEngine: 1))
     if cfg.documents.isEmpty { cfg.documents = Document.defaultDocuments() }
     let vocabulary = WordVocabulary()
     let builder = WordPromptBuilder.recording(into: vocabulary)
+    return try runDuel(config: cfg, promptBuilder: builder, makeEngines: demoEngineFactory(config: cfg, timing: timing,
+                                                                                      vocabulary: vocabulary),
+                       source: source, sinks: sinks, chrome: chrome, onFrame: onFrame)
+}
+
+/// The demo's engine factory (stand-ins sharing `vocabulary` with the prompt builder).
+public func demoEngineFactory(config cfg: DuelConfig, timing: DemoTiming, vocabulary: WordVocabulary) -> EngineFactory {
     let ratio = cfg.info.recomputeRatio
-    return try runDuel(config: cfg, promptBuilder: builder, makeEngines: { progress in
+    return { progress in
         for i in 1...10 {
             progress(Double(i) / 10, "Loading demo engines… step \(i) of 10")
             usleep(60_000)
@@ -209,7 +267,7 @@ public func runDuelDemo(config: DuelConfig? = nil, timing: DemoTiming = .realist
         return DuelEngines(
             cached: DemoEngine(label: "cached", reuse: true, timing: timing, recomputeRatio: ratio, vocabulary: vocabulary),
             baseline: DemoEngine(label: "baseline", reuse: false, timing: timing, recomputeRatio: 0, vocabulary: vocabulary))
-    })
+    }
 }
 
 /// Resident set size of this process, from /proc/self/statm (0 where unavailable).

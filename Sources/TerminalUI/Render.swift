@@ -68,6 +68,7 @@ public func render(_ state: AppState, cols: Int, rows: Int) -> CellGrid {
     if let error = state.fatalError {
         drawError(&g, error, area: Rect(x: 0, y: 1, width: cols, height: layout.left.height))
     }
+    drawSessionChrome(&g, state, layout)
     if state.showHelp { drawHelp(&g, state) }
     return g
 }
@@ -101,12 +102,15 @@ func drawTopBar(_ g: inout CellGrid, _ s: AppState, _ r: Rect) {
     let size = i.modelBytes > 0 ? " (\(Fmt.bytes(i.modelBytes)))" : ""
     let threads = "\(i.threadsPerEngine) thread\(i.threadsPerEngine == 1 ? "" : "s")/engine"
     let rss = s.rssBytes > 0 ? Fmt.bytes(s.rssBytes) : "–"
-    let full = [" kvduel", i.modelName + size, threads, "schedule: \(i.schedule.rawValue)",
+    var full = [" kvduel", i.modelName + size, threads, "schedule: \(i.schedule.rawValue)",
                 "recompute \(Fmt.percent(i.recomputeRatio))",
                 "store \(Fmt.bytes(i.storeCapacityBytes)) \(i.storage)", "RSS \(rss) "]
-    let compact = [" kvduel", i.modelName + size, "\(i.threadsPerEngine)thr/eng", i.schedule.rawValue,
+    var compact = [" kvduel", i.modelName + size, "\(i.threadsPerEngine)thr/eng", i.schedule.rawValue,
                    "rc \(Fmt.percent(i.recomputeRatio))", "store \(Fmt.bytes(i.storeCapacityBytes)) \(i.storage)",
                    "RSS \(rss) "]
+    let badge = s.chrome.badge.map { " " + $0 } ?? ""
+    full[0] += badge
+    compact[0] += badge
     var text = full.joined(separator: " │ ")
     if DisplayWidth.of(text) > r.width {
         var parts = compact
@@ -117,6 +121,7 @@ func drawTopBar(_ g: inout CellGrid, _ s: AppState, _ r: Rect) {
     }
     g.put(truncate(text, width: r.width), x: r.x, y: r.y, style: st)
     g.put(" kvduel", x: r.x, y: r.y, style: Style(.title, bold: true))
+    if !badge.isEmpty { g.put(badge, x: r.x + 7, y: r.y, style: Style(.bad, bold: true), limit: r.maxX) }
 }
 
 // MARK: - panes
@@ -471,6 +476,7 @@ func drawFooter(_ g: inout CellGrid, _ s: AppState, _ r: Rect) {
         g.put("any key closes help", x: x, y: r.y, style: Style(.dim))
         return
     }
+    if drawSessionFooter(&g, s, r) { return }
     for item in Keymap.footerItems(focus: s.focus) {
         let need = DisplayWidth.of(item.keys) + 1 + DisplayWidth.of(item.label) + 2
         if x + need > r.maxX { break }
@@ -518,10 +524,11 @@ func drawError(_ g: inout CellGrid, _ message: String, area: Rect) {
 }
 
 /// Lines of the help overlay, generated from `Keymap.bindings`. `short` uses the short summaries.
-public func helpLines(width: Int, short: Bool = false) -> [[Span]] {
+public func helpLines(width: Int, short: Bool = false,
+                      contexts: [KeyContext] = [.global, .input, .panel]) -> [[Span]] {
     var out: [[Span]] = []
     let keyW = short ? 17 : min(24, max(10, width / 3))
-    for ctx in [KeyContext.global, .input, .panel] {
+    for ctx in contexts {
         out.append([Span(ctx.title, Style(.overlayTitle, bold: true))])
         for b in Keymap.bindings where b.context == ctx {
             out.append([Span(" " + pad(b.keysLabel, width: keyW - 1), Style(.keyHint, bold: true)),
@@ -543,11 +550,12 @@ func drawHelp(_ g: inout CellGrid, _ s: AppState) {
     let boxW = min(100, g.width - 4)
     let innerW = boxW - 4
     let maxInner = g.height - 4
-    var content = helpLines(width: innerW)
+    let contexts: [KeyContext] = s.chrome.mode == .replay ? [.replay] : [.global, .input, .panel]
+    var content = helpLines(width: innerW, contexts: contexts)
     if content.count + 2 > maxInner {
         // Two columns of short summaries.
         let colW = (innerW - 2) / 2
-        let narrow = helpLines(width: colW, short: true)
+        let narrow = helpLines(width: colW, short: true, contexts: contexts)
         // Split between sections where possible: the first column takes "Anywhere" and the panel.
         let half = (narrow.count + 1) / 2
         content = []

@@ -1,4 +1,5 @@
 import ArgumentParser
+import CKernels
 import DuelCore
 import Foundation
 import Llama
@@ -17,6 +18,8 @@ struct BenchEngine: ParsableCommand {
     @Option(help: "Repetitions per figure (the best is reported).") var repeats: Int = 2
     @Option(help: "llama.cpp's llama-bench, measured in the same run as the reference (default: $KVDUEL_CACHE_DIR/llama.cpp/bin/llama-bench from `make reference`, then PATH; none to skip).")
     var llamaBench: String?
+    @Option(help: "Also measure prefill and decode on these matrix-product paths (comma-separated, or all: every path this CPU supports), one after the other in this run. They give the same bits; only the speed differs.")
+    var kernels: String?
     @Flag(help: "Print JSON.") var json = false
 
     mutating func run() throws {
@@ -49,33 +52,39 @@ struct BenchEngine: ParsableCommand {
         // Warm-up: touch every weight once.
         ctx.forward(tokens: randomTokens(8), positions: Array(0..<8), cache: KVState(config: model.config), logits: .none)
 
-        var prefillRates: [(Int, Double, Double)] = []   // (tokens, tok/s, ttft seconds)
-        for n in lengths {
-            let tokens = randomTokens(n)
-            var best = Double.infinity
-            for _ in 0..<repeats {
-                let cache = KVState(config: model.config, capacity: n + 1)
-                let t0 = Clock.now()
-                let logits = ctx.forward(tokens: tokens, positions: (0..<Int32(n)).map { $0 }, cache: cache)
-                _ = Sampler.argmax(logits)
-                best = min(best, Clock.seconds(since: t0))
+        func measurePrefill() -> [(Int, Double, Double)] {   // (tokens, tok/s, ttft seconds)
+            lengths.map { n in
+                let tokens = randomTokens(n)
+                var best = Double.infinity
+                for _ in 0..<repeats {
+                    let cache = KVState(config: model.config, capacity: n + 1)
+                    let t0 = Clock.now()
+                    let logits = ctx.forward(tokens: tokens, positions: (0..<Int32(n)).map { $0 }, cache: cache)
+                    _ = Sampler.argmax(logits)
+                    best = min(best, Clock.seconds(since: t0))
+                }
+                return (n, Double(n) / best, best)
             }
-            prefillRates.append((n, Double(n) / best, best))
         }
-
         // Decode: a 16-token prompt, then `decode` greedy steps.
-        var bestDecode = 0.0
-        for _ in 0..<repeats {
-            let cache = KVState(config: model.config, capacity: 16 + decode + 1)
-            let prompt = randomTokens(16)
-            var logits = ctx.forward(tokens: prompt, positions: Array(0..<16), cache: cache)
-            let t0 = Clock.now()
-            for i in 0..<decode {
-                let next = Sampler.argmax(logits)
-                logits = ctx.forward(tokens: [next], positions: [Int32(16 + i)], cache: cache)
+        func measureDecode() -> Double {
+            var bestDecode = 0.0
+            for _ in 0..<repeats {
+                let cache = KVState(config: model.config, capacity: 16 + decode + 1)
+                let prompt = randomTokens(16)
+                var logits = ctx.forward(tokens: prompt, positions: Array(0..<16), cache: cache)
+                let t0 = Clock.now()
+                for i in 0..<decode {
+                    let next = Sampler.argmax(logits)
+                    logits = ctx.forward(tokens: [next], positions: [Int32(16 + i)], cache: cache)
+                }
+                bestDecode = max(bestDecode, Double(decode) / Clock.seconds(since: t0))
             }
-            bestDecode = max(bestDecode, Double(decode) / Clock.seconds(since: t0))
+            return bestDecode
         }
+        let kernelPath = String(cString: kv_qgemm_path())
+        let prefillRates = measurePrefill()
+        let bestDecode = measureDecode()
 
         // Extend: N new tokens on top of C cached ones (a multi-turn chat's next turn with its
         // prefix reused), then greedy decode at that context.
@@ -100,6 +109,20 @@ struct BenchEngine: ParsableCommand {
             extendFigure = (c, n, best * 1000, bestRate)
         }
 
+        // The other matrix-product paths, on the same prompts, one after the other.
+        var perPath: [(path: String, prefill: [(Int, Double, Double)], decode: Double)] = []
+        if let kernels {
+            let supported = String(cString: kv_qgemm_paths()).split(separator: ",").map(String.init)
+            let wanted = kernels == "all" ? supported : kernels.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }
+            for path in wanted where path != kernelPath {
+                guard kv_qgemm_select(path) == 0 else {
+                    throw CLIError("--kernels: this CPU has no '\(path)' path (it has \(supported.joined(separator: ", ")))")
+                }
+                perPath.append((path, measurePrefill(), measureDecode()))
+            }
+            _ = kv_qgemm_select(kernelPath)
+        }
+
         let machine = MachineInfo.current
         let rss = MachineInfo.peakRSSBytes
 
@@ -119,7 +142,14 @@ struct BenchEngine: ParsableCommand {
                 "machine": machine.description, "cpus": machine.cpus, "threads": threads,
                 "model": model.config.name, "model_path": modelOptions.resolvedPath,
                 "decode_tokens": decode, "decode_tok_s": bestDecode, "peak_rss_bytes": rss,
+                "kernel_path": kernelPath, "kernel_paths_supported": String(cString: kv_qgemm_paths()),
             ]
+            if !perPath.isEmpty {
+                obj["other_kernel_paths"] = perPath.map { p -> [String: Any] in
+                    ["path": p.path, "decode_tok_s": p.decode,
+                     "prefill": p.prefill.map { ["tokens": $0.0, "tok_s": $0.1, "ttft_ms": $0.2 * 1000] }]
+                }
+            }
             obj["prefill"] = prefillRates.map { (n, rate, ttft) -> [String: Any] in
                 var row: [String: Any] = ["tokens": n, "tok_s": rate, "ttft_ms": ttft * 1000]
                 if let r = llama?.prefill[n] { row["llama_cpp_tok_s"] = r; row["ratio"] = rate / r }
@@ -143,6 +173,7 @@ struct BenchEngine: ParsableCommand {
         print("machine : \(machine.description), \(machine.cpus) CPUs")
         print("model   : \(model.config.name) (\(modelOptions.resolvedPath))")
         print("threads : \(threads)   (best of \(repeats) runs)")
+        print("kernel  : \(kernelPath) matrix products (this CPU has \(String(cString: kv_qgemm_paths())); KVDUEL_KERNEL or --kernels to compare)")
         if let llama {
             print("llama.cpp: \(llama.commit), llama-bench -t \(threads) -r \(repeats), best sample, measured in this run after kvduel")
         } else if let llamaError {
@@ -163,6 +194,15 @@ struct BenchEngine: ParsableCommand {
         if let e = extendFigure {
             print(String(format: "extend %d + %d tokens: %.1f ms, then decode %.1f tok/s at that context",
                          e.context, e.new, e.ms, e.decode))
+        }
+        if !perPath.isEmpty {
+            print("")
+            print("other matrix-product paths, measured after the figures above (same bits, other speed):")
+            for p in perPath {
+                let pre = zip(p.prefill, prefillRates).map { String(format: "%d: %.1f tok/s (%.2fx %@)", $0.0, $0.1, $0.1 / $1.1, kernelPath) }
+                print("  \(p.path): prefill " + pre.joined(separator: ", ")
+                      + String(format: "; decode %.1f tok/s (%.2fx %@)", p.decode, p.decode / bestDecode, kernelPath))
+            }
         }
         print(String(format: "peak RSS: %.1f MiB (kvduel, before llama-bench ran)", Double(rss) / 1048576))
     }

@@ -26,7 +26,7 @@ struct CacheOptions: ParsableArguments {
                               diskDirectory: String?) throws -> ReuseEngine.Options {
         guard (0...1).contains(recompute) else { throw CLIError("--recompute must be between 0 and 1, got \(recompute)") }
         let cacheBytes = try checked(Limits.cacheBytes(megabytes: cacheMB))
-        guard let enc = KVEncoding(name: kvEncoding) else { throw CLIError("--kv-encoding must be int8, f16 or f32, got '\(kvEncoding)'") }
+        guard let enc = KVEncoding(name: kvEncoding) else { throw CLIError("--kv-encoding must be int4, int8, f16 or f32, got '\(kvEncoding)'") }
         var o = ReuseEngine.Options()
         o.recomputeRatio = recompute
         o.ramBytes = cacheBytes

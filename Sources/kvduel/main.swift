@@ -6,7 +6,7 @@ struct KVDuel: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "kvduel",
         abstract: "A live duel of KV-cache reuse: a cached engine against a baseline, same model, same threads.",
-        subcommands: [Chat.self, Generate.self, Tokenize.self, Logits.self, Bench.self, Keys.self],
+        subcommands: [Chat.self, Replay.self, Export.self, Report.self, Generate.self, Tokenize.self, Logits.self, Bench.self, Keys.self],
         defaultSubcommand: Chat.self)
 }
 

@@ -9,6 +9,11 @@ final class EncodingTests: XCTestCase {
         XCTAssertEqual(KVEncoding.f16.bytesPerToken(layers: 30, kvDim: 192), 60 * 384 + 4)
         XCTAssertEqual(KVEncoding.int8.bytesPerToken(layers: 30, kvDim: 192), 60 * 196 + 4)
         XCTAssertEqual(KVEncoding.int8.bytesPerToken(layers: 30, kvDim: 192), 11_764)
+        // int4: 6 f16 group scales + 96 code bytes per row of 192.
+        XCTAssertEqual(KVEncoding.int4.bytesPerToken(layers: 30, kvDim: 192), 60 * 108 + 4)
+        XCTAssertEqual(KVEncoding.int4.bytesPerToken(layers: 30, kvDim: 192), 6_484)
+        XCTAssertEqual(KVEncoding.int4.bytesPerToken(layers: 2, kvDim: 8), 4 * 8 + 4)    // one short group
+        XCTAssertEqual(KVEncoding.int4.bytesPerToken(layers: 1, kvDim: 40), 2 * 24 + 4)  // 32 + 8: 4 + 20 bytes
         // Toy shape used by the store tests.
         XCTAssertEqual(KVEncoding.int8.bytesPerToken(layers: 2, kvDim: 8), 52)
         XCTAssertEqual(KVEncoding.f16.bytesPerToken(layers: 2, kvDim: 8), 68)
@@ -73,6 +78,65 @@ final class EncodingTests: XCTestCase {
         }
         // The bound is tight: some element is close to half a step off (so a coarser grid would fail).
         XCTAssertGreaterThan(worst, 0.4)
+    }
+
+    /// Gaussian rows of 64 (two rotated groups): relative RMS error about step/√12 of the rotated
+    /// values, ≈ 9.5%; every value within the rotated step's bound; positions exact.
+    func testInt4RoundTripError() {
+        var rng = SplitMix(seed: 41)
+        let layers = 3, tokens = 7, dim = 64
+        func gauss() -> Float {
+            let u = max(rng.float(in: 0...1), 1e-7), v = rng.float(in: 0...1)
+            return (-2 * log(u)).squareRoot() * cos(2 * .pi * v)
+        }
+        let n = layers * tokens * dim
+        let b = KVBlock(layers: layers, tokenCount: tokens, kvDim: dim, positions: (0..<Int32(tokens)).map { $0 + 9 },
+                        k: (0..<n).map { _ in gauss() }, v: (0..<n).map { _ in 4 * gauss() })
+        let e = EncodedKV(b, encoding: .int4)
+        XCTAssertEqual(e.byteCount, tokens * KVEncoding.int4.bytesPerToken(layers: layers, kvDim: dim))
+        let d = e.decode()
+        XCTAssertEqual(d.positions, b.positions)
+        for (name, x, y) in [("K", b.k, d.k), ("V", b.v, d.v)] {
+            var err = 0.0, ref = 0.0
+            for (a, c) in zip(x, y) { err += Double((a - c) * (a - c)); ref += Double(a * a) }
+            let rel = (err / ref).squareRoot()
+            XCTAssertLessThan(rel, 0.13, "\(name) relative RMS error \(rel)")
+            XCTAssertGreaterThan(rel, 0.02, "\(name): 4 bits cannot be this exact (\(rel)): is it quantising?")
+        }
+        // Decoding one layer into a buffer gives the same values as the full decode.
+        var buf = [Float](repeating: .nan, count: tokens * dim)
+        buf.withUnsafeMutableBufferPointer { e.decode(.v, layer: 2, into: $0.baseAddress!) }
+        XCTAssertEqual(buf, Array(d.v[(2 * tokens * dim)..<(3 * tokens * dim)]))
+    }
+
+    /// A group whose energy sits in one outlier channel: after the rotation the outlier is spread
+    /// over 32 rotated values, and the decoded group keeps the small channels' mean error below
+    /// what plain 4-bit codes with the outlier's scale give them (they round to 0 there).
+    func testInt4RotationSpreadsAnOutlier() {
+        var rng = SplitMix(seed: 5)
+        var row = (0..<32).map { _ in rng.float(in: -1...1) }
+        row[13] = 60
+        let b = KVBlock(layers: 1, tokenCount: 1, kvDim: 32, positions: [0], k: row, v: row)
+        let d = EncodedKV(b, encoding: .int4).decode()
+        XCTAssertEqual(d.k[13], 60, accuracy: 60 * 0.15)
+        let small = (0..<32).filter { $0 != 13 }
+        let rotatedErr = small.map { abs(d.k[$0] - row[$0]) }.reduce(0, +) / Float(small.count)
+        let plainErr = small.map { abs(row[$0]) }.reduce(0, +) / Float(small.count)   // codes of 0 at step 60/7
+        XCTAssertLessThan(rotatedErr, plainErr, "rotated error \(rotatedErr) vs unrotated \(plainErr)")
+    }
+
+    func testInt4ZerosNonFiniteAndShortGroups() {
+        // Zeros stay zeros; NaN → 0; ±inf → ±max|finite| of its group; a short last group (8 of 40).
+        var k = [Float](repeating: 0, count: 40), v = [Float](repeating: 0, count: 40)
+        v[0] = .nan; v[1] = .infinity; v[2] = 3; v[35] = -2; v[36] = -.infinity
+        let d = EncodedKV(KVBlock(layers: 1, tokenCount: 1, kvDim: 40, positions: [0], k: k, v: v), encoding: .int4).decode()
+        XCTAssertEqual(d.k, k)
+        XCTAssertTrue(d.v.allSatisfy(\.isFinite), "\(d.v)")
+        XCTAssertEqual(d.v[35], -2, accuracy: 2.0 / 7)
+        XCTAssertEqual(d.v[36], -2, accuracy: 2.0 / 7)
+        XCTAssertEqual(d.v[1], 3, accuracy: 0.8)
+        k[0] = 1
+        XCTAssertNotEqual(EncodedKV(KVBlock(layers: 1, tokenCount: 1, kvDim: 40, positions: [0], k: k, v: v), encoding: .int4).decode().k, d.k)
     }
 
     func testInt8EdgeRowsDoNotCrash() {

@@ -2,7 +2,10 @@
 # End-to-end: drives the real kvduel binary in tmux on the default model, as a person would.
 # 1 start at 160x45 · 1b a bracketed paste is text · 2 ask · 3 both panes show TTFT · 4 Tab, Shift-Down moves a block, Tab, ask
 # again · 5 cached hit rate > 0 and the block order changed on screen · 6 resize · 7 Ctrl-C restores
-# the terminal · 8 `generate --chat` streams an answer with its timing line. Prints "N passed, N failed" and exits non-zero on any failure.
+# the terminal · 8 `generate --chat` streams an answer with its timing line · 9 talks: an unattended
+# `--autoplay --loop --record` run through two loops, replayed at another size at ×4 pausing at a
+# marker, exported and played by `asciinema cat`, and charted by `report` · 10 CLI limits and --doc
+# errors: one line, non-zero status; clamps say so. Prints "N passed, N failed" and exits non-zero on any failure.
 set -u
 cd "$(dirname "$0")/../.."
 BIN=${KVDUEL_BIN:-.build/release/kvduel}
@@ -98,7 +101,62 @@ err=$("$BIN" generate --system x --prompt hi 2>&1); rc=$?
 if [ $rc -ne 0 ] && [ "$(echo "$err" | wc -l)" -eq 1 ] && echo "$err" | grep -q "add --chat"; then
     ok "generate --system without --chat: one-line error, status $rc"
 else bad "generate --system without --chat" "status $rc: $err"; fi
-# 9. Hostile or clumsy options: one-line errors, non-zero status; clamps say so.
+# 9. Talks on the real model: autoplay records unattended through two loops; replay, export, report.
+cat > "$OUT/talk.yaml" <<'YAML'
+name: e2e talk
+max_tokens: 6
+documents:
+  - id: brightwater
+    text: Brightwater Analytics was founded in 2011 in Tromsø by Ingrid Halvorsen.
+  - id: veltrona
+    text: Veltrona Robotics builds orchard robots in Valence, France.
+turns:
+  - user: Who founded Brightwater?
+    documents: [brightwater, veltrona]
+    marker: first question
+    hold: 0.5
+  - user: Where is Veltrona?
+    documents: [veltrona, brightwater]
+    hold: 0.5
+YAML
+tmux send-keys -t "$S" "clear; LANG=C.UTF-8 $BIN chat --scenario $OUT/talk.yaml --autoplay --typing-cps 40 --loop --record $OUT/talk.session --no-disk 2> $OUT/rec.err; echo EXIT=\$? > $OUT/exit2" Enter
+if wait_for "● REC · AUTOPLAY" 1 60; then ok "autoplay with --record shows ● REC · AUTOPLAY"; else bad "autoplay starts" "$(screen)"; fi
+loops=0
+for _ in $(seq 1 600); do
+    loops=$(grep -c '"resetRequested"' "$OUT/talk.session" 2>/dev/null); loops=${loops:-0}
+    [ "$loops" -ge 2 ] && break
+    sleep 1
+done
+if [ "$loops" -ge 2 ]; then ok "autoplay --loop went through two loops (reset to cold twice)"; else bad "two autoplay loops" "$(screen | tail -8)"; fi
+tmux send-keys -t "$S" C-c
+for _ in $(seq 1 20); do [ -f "$OUT/exit2" ] && break; sleep 0.5; done
+turns=$(grep -c '"turnCompleted"' "$OUT/talk.session"); marks=$(grep -c '"markerDropped"' "$OUT/talk.session")
+if grep -q "EXIT=0" "$OUT/exit2" 2>/dev/null && [ "$turns" -ge 4 ] && [ "$marks" -ge 4 ] && grep -q "recorded [0-9]* events" "$OUT/rec.err"; then
+    ok "the recording holds $turns turns and $marks markers ($(cat "$OUT/rec.err"))"
+else bad "autoplay recording" "exit $(cat "$OUT/exit2" 2>/dev/null), $turns turns, $marks markers, $(cat "$OUT/rec.err")"; fi
+tmux resize-window -t "$S" -x 100 -y 30 2>/dev/null || tmux resize-pane -t "$S" -x 100 -y 30
+tmux send-keys -t "$S" "clear; LANG=C.UTF-8 $BIN replay $OUT/talk.session --speed 4 --pause-at-markers; echo EXIT=\$? > $OUT/exit3" Enter
+if wait_for "❚❚ paused .* ×4" 1 60 && screen | grep -q "● marker 1: first question" && [ "$(screen | head -1 | wc -m)" -le 101 ]; then
+    ok "replay at 100x30, ×4, paused at the first marker"
+else bad "replay pauses at the marker" "$(screen)"; fi
+tmux send-keys -t "$S" q
+for _ in $(seq 1 20); do [ -f "$OUT/exit3" ] && break; sleep 0.5; done
+if grep -q "EXIT=0" "$OUT/exit3" 2>/dev/null; then ok "q quits the replay"; else bad "replay quits" "$(screen | tail -5)"; fi
+tmux resize-window -t "$S" -x 160 -y 45 2>/dev/null || true
+exp=$("$BIN" export "$OUT/talk.session" -o "$OUT/talk.cast" --size 120x36 --idle-limit 1 2>&1)
+played=$(script -qec "asciinema cat $OUT/talk.cast" /dev/null < /dev/null 2>&1 | sed 's/\x1b\[[0-9;?]*[A-Za-z]//g')
+if echo "$played" | grep -q "Who founded Brightwater?" && echo "$played" | grep -qE "TTFT [0-9.]+ m?s"; then
+    ok "export plays in asciinema: question and TTFT ($exp)"
+else bad "export plays in asciinema" "$exp $(echo "$played" | tail -c 400)"; fi
+rep=$("$BIN" report "$OUT/talk.session" -o "$OUT/talk.svg" 2>&1)
+if grep -q "Time to first token per turn" "$OUT/talk.svg" 2>/dev/null && echo "$rep" | grep -q "speed-up per turn"; then
+    ok "report draws the SVG ($rep)"
+else bad "report" "$rep"; fi
+err=$("$BIN" chat --record /nonexistent/dir/x.session --no-disk 2>&1); rc=$?
+if [ $rc -ne 0 ] && [ "$(echo "$err" | wc -l)" -eq 1 ] && echo "$err" | grep -q "cannot record to /nonexistent/dir/x.session"; then
+    ok "an unwritable --record path is a one-line error before the screen opens"
+else bad "unwritable --record" "status $rc: $err"; fi
+# 10. Hostile or clumsy options: one-line errors, non-zero status; clamps say so.
 err=$("$BIN" generate --prompt hi --max-tokens=-1 2>&1); rc=$?
 if [ $rc -ne 0 ] && [ "$(echo "$err" | wc -l)" -eq 1 ] && echo "$err" | grep -q "max-tokens must be at least 1"; then
     ok "--max-tokens=-1: one-line error, status $rc"
