@@ -43,7 +43,6 @@ static inline f32x8 exp8n(f32x8 x) { return (f32x8){ exp4(x.lo), exp4(x.hi) }; }
 #endif
 
 
-
 #ifdef KV_AVX2
 static inline float hsum8(__m256 v) {
     __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
@@ -74,7 +73,7 @@ static inline __m256 exp8(__m256 x) {
 
 
 
-const char *kv_kernel_path(void) {
+const char *kv_build_identity(void) {
 #if defined(KV_AVX2)
     return "x86_64+avx2+fma+f16c/ckernels-v2";
 #elif defined(KV_NEON)

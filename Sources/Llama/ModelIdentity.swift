@@ -10,10 +10,12 @@ import Darwin
 /// What makes two loads of a model give the same numbers, hashed:
 ///
 ///   fingerprint = SHA-256("kvduel.model-identity", formatVersion, SHA-256(whole GGUF file),
-///                         kernel path, CPU architecture)
+///                         build identity, CPU architecture)
 ///
 /// The whole file covers every tensor byte and all metadata (tokenizer, RoPE base, norms…). The
-/// kernel path covers what the file does not: AVX2/FMA kernels and portable C round differently.
+/// build identity (`kv_build_identity()`, e.g. "x86_64+avx2+fma+f16c/ckernels-v2") covers what
+/// the file does not: AVX2/FMA, NEON and portable builds round differently. The run-time choice
+/// of matrix-product path (AVX-512 VNNI, AVX-VNNI, AVX2…) is not part of it: those give the same bits.
 /// `formatVersion` is bumped whenever the engine's numbers (or its stored KV layout) change.
 ///
 /// Hashing ~100 MB takes a fraction of a second, a multi-GB model several; so the file digest is
@@ -27,7 +29,7 @@ public struct ModelIdentity: Sendable, Equatable {
 
     /// SHA-256 of the whole file, lowercase hex.
     public let fileSHA256: String
-    /// `kv_kernel_path()`: the build's arithmetic, e.g. "x86_64+avx2+fma+f16c/ckernels-v2" or "aarch64+neon/ckernels-v2".
+    /// `kv_build_identity()`: the arithmetic this build computes with.
     public let kernelPath: String
     /// The combined digest (hex), what cache keys are derived from.
     public let digest: String
@@ -36,7 +38,7 @@ public struct ModelIdentity: Sendable, Equatable {
     /// Time spent on the identity (hashing, or reading the memo).
     public let seconds: Double
 
-    public static var kernelPath: String { String(cString: kv_kernel_path()) }
+    public static var kernelPath: String { String(cString: kv_build_identity()) }
 
     static var architecture: String {
         #if arch(x86_64)

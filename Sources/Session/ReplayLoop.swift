@@ -20,15 +20,18 @@ public func runReplayLoop(device: TerminalDevice, log: SessionLog, options: Play
     var last = clock()
     var lastFrame = -Double.infinity
     var dirty = true
+    var paste = PasteAssembler()
     var lastStatus = ""
     while true {
         let sig = quitSignal()
         if sig != 0 { return .signal(sig) }
         var reads = 0
-        while reads < 64, let ev = device.readKey() {
+        while reads < 64, let raw = device.readKey() {
             reads += 1
             if reads == 1 { device.setNonBlocking(true) }
             dirty = true
+            // A paste is not a replay command: its keys are dropped whole.
+            guard case .event(let ev) = paste.feed(raw, now: clock()) else { continue }
             switch ev {
             case .resize:
                 device.invalidate()
@@ -52,10 +55,11 @@ public func runReplayLoop(device: TerminalDevice, log: SessionLog, options: Play
                 default: break
                 }
             case .ignored, .pasteStart, .pasteEnd:
-                break   // a paste is no command
+                break
             }
         }
         if reads > 0 { device.setNonBlocking(false) }
+        _ = paste.flushIfStale(now: clock())
         let now = clock()
         if player.advance(by: now - last) { dirty = true }
         last = now

@@ -76,7 +76,7 @@ final class AutoplayTests: XCTestCase {
             .init(name: "two loops", until: { _ in auto.loopsCompleted >= 2 }, events: [.key(.ctrl("c"))]),
         ] })
         XCTAssertGreaterThanOrEqual(auto.loopsCompleted, 2)
-        let resets = state[.cached].transcript.filter { $0 == .note("— reset to cold: caches and history cleared —") }.count
+        let resets = state[.cached].transcript.filter { $0 == .note("— reset to cold: history cleared; KV store wiped in RAM and on disk (every kvduel sharing this cache directory loses it too) —") }.count
         XCTAssertGreaterThanOrEqual(resets, 2)
         XCTAssertGreaterThanOrEqual(state.markerCount, 4)
     }

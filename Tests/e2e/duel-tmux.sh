@@ -4,7 +4,8 @@
 # again · 5 cached hit rate > 0 and the block order changed on screen · 6 resize · 7 Ctrl-C restores
 # the terminal · 8 `generate --chat` streams an answer with its timing line · 9 talks: an unattended
 # `--autoplay --loop --record` run through two loops, replayed at another size at ×4 pausing at a
-# marker, exported and played by `asciinema cat`, and charted by `report` · 10 hostile options. Prints "N passed, N failed" and exits non-zero on any failure.
+# marker, exported and played by `asciinema cat`, and charted by `report` · 10 CLI limits and --doc
+# errors: one line, non-zero status; clamps say so. Prints "N passed, N failed" and exits non-zero on any failure.
 set -u
 cd "$(dirname "$0")/../.."
 BIN=${KVDUEL_BIN:-.build/release/kvduel}

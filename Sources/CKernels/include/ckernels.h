@@ -17,11 +17,6 @@ const char *kv_qgemm_paths(void);
 /// Switches every later kv_qgemm call to the named path (NULL: the best); -1 if unsupported.
 /// For tests and benchmarks that compare paths in one run; not while a product is running.
 int kv_qgemm_select(const char *name);
-/// Which arithmetic this build computes with: the instruction-set family of the non-matrix kernels
-/// and of the Swift code around them, and a version of the kernels' operation order (the qgemm
-/// paths above all give the same bits, so the path in use is not part of it). Builds with other
-/// identities give slightly different floats, so the model identity (and every cache key) includes it.
-const char *kv_kernel_path(void);
 
 /// Packed weight formats for kv_qgemm (see qgemm.c for the layout).
 enum { KV_Q4 = 0, KV_Q8 = 1 };
@@ -41,6 +36,11 @@ void kv_quantize_rows(const float *x, size_t ldx, int rows, int k, int8_t *qa, f
 /// activations. Every element is computed by the same operations whatever `rows` is.
 void kv_qgemm(int format, const uint8_t *w, int n, int k, int g0, int g1,
               const int8_t *qa, const float *da, const float *sa, int rows, float *c, size_t ldc);
+
+/// Which arithmetic this build computes with (instruction set family of the non-matrix kernels and
+/// of the Swift code around them, and a version of the kernels' operation order). Builds with the
+/// same identity give the same bits; the model identity includes it, so stored KV never crosses it.
+const char *kv_build_identity(void);
 
 /// g[i] = silu(g[i]) * u[i]
 void kv_silu_mul(float *g, const float *u, size_t n);
