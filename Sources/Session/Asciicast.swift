@@ -101,7 +101,7 @@ public func exportAsciicast(_ log: SessionLog, options: ExportOptions = ExportOp
         "env": ["TERM": "xterm-256color", "SHELL": "/bin/sh"],
     ]
     if let idle = playback.idleLimit { header["idle_time_limit"] = idle }
-    var lines = [try jsonLine(header)]
+    var lines: [String] = []
     var lastTime = 0.0
     var frames = 0, markers = 0
     func emit(_ p: Double, _ code: String, _ data: String) throws {
@@ -144,6 +144,8 @@ public func exportAsciicast(_ log: SessionLog, options: ExportOptions = ExportOp
         try frame()
     }
     try emit(player.position, "o", "\u{1b}[0m\u{1b}[?25h")
+    header["duration"] = lastTime
+    lines.insert(try jsonLine(header), at: 0)
     return (lines.joined(separator: "\n") + "\n",
             ExportSummary(frames: frames, markers: markers, duration: lastTime, cols: cols, rows: rows))
 }

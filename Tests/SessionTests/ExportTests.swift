@@ -42,6 +42,7 @@ final class ExportTests: XCTestCase {
         // Speed 2 halves the (idle-capped) play time.
         let p = ReplayPlayer(log: golden, options: PlaybackOptions(idleLimit: 1.5))
         XCTAssertEqual(last, p.length / 2, accuracy: 0.01)
+        XCTAssertEqual(header["duration"] as? Double, last)
     }
 
     /// The cast plays in asciinema itself; the output shows the question and a TTFT.

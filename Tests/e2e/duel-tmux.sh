@@ -135,13 +135,15 @@ if grep -q "EXIT=0" "$OUT/exit2" 2>/dev/null && [ "$turns" -ge 4 ] && [ "$marks"
     ok "the recording holds $turns turns and $marks markers ($(cat "$OUT/rec.err"))"
 else bad "autoplay recording" "exit $(cat "$OUT/exit2" 2>/dev/null), $turns turns, $marks markers, $(cat "$OUT/rec.err")"; fi
 tmux resize-window -t "$S" -x 100 -y 30 2>/dev/null || tmux resize-pane -t "$S" -x 100 -y 30
-tmux send-keys -t "$S" "clear; LANG=C.UTF-8 $BIN replay $OUT/talk.session --speed 4 --pause-at-markers; echo EXIT=\$? > $OUT/exit3" Enter
+tmux send-keys -t "$S" "clear; stty -a > $OUT/stty-before3; LANG=C.UTF-8 $BIN replay $OUT/talk.session --speed 4 --pause-at-markers; echo EXIT=\$? > $OUT/exit3; stty -a > $OUT/stty-after3" Enter
 if wait_for "❚❚ paused .* ×4" 1 60 && screen | grep -q "● marker 1: first question" && [ "$(screen | head -1 | wc -m)" -le 101 ]; then
     ok "replay at 100x30, ×4, paused at the first marker"
 else bad "replay pauses at the marker" "$(screen)"; fi
 tmux send-keys -t "$S" q
 for _ in $(seq 1 20); do [ -f "$OUT/exit3" ] && break; sleep 0.5; done
 if grep -q "EXIT=0" "$OUT/exit3" 2>/dev/null; then ok "q quits the replay"; else bad "replay quits" "$(screen | tail -5)"; fi
+sleep 0.5
+if [ -f "$OUT/stty-after3" ] && diff -q "$OUT/stty-before3" "$OUT/stty-after3" >/dev/null; then ok "terminal modes restored exactly after the replay"; else bad "terminal restored after replay" "$(diff "$OUT/stty-before3" "$OUT/stty-after3" 2>&1)"; fi
 tmux resize-window -t "$S" -x 160 -y 45 2>/dev/null || true
 exp=$("$BIN" export "$OUT/talk.session" -o "$OUT/talk.cast" --size 120x36 --idle-limit 1 2>&1)
 played=$(script -qec "asciinema cat $OUT/talk.cast" /dev/null < /dev/null 2>&1 | sed 's/\x1b\[[0-9;?]*[A-Za-z]//g')
