@@ -211,7 +211,8 @@ public func runDuelLoop(device: TerminalDevice, config: DuelConfig, promptBuilde
         if now - lastRSS >= 1 {
             lastRSS = now
             all.append(.rssSampled(bytes: residentSetBytes()))
-            if let controller { all.append(.storeSampled(tiers: controller.cachedStoreTiers)) }
+            // Only when something changed: a recording gets a line per change, not per second.
+            if let tiers = controller?.cachedStoreTiers, tiers != state.storeTiers { all.append(.storeSampled(tiers: tiers)) }
         }
         var quit = false
         let rssBefore = state.rssBytes
