@@ -114,8 +114,13 @@ public final class ReuseEngine: InferenceEngine {
         if store.tiers.contains(where: { !$0.isLocal }) {
             let covered = min(liveMatch, liveExact)
             var keys = store.prefixKeys(for: prompt).filter { $0.tokenRange.upperBound > covered }.map(\.cacheKey)
-            for seg in request.segments where seg.tokens.count >= options.minSegmentTokens {
-                keys.append(store.segmentKey(for: seg.tokens).cacheKey)
+            var end = 0
+            for seg in request.segments {
+                end += seg.tokens.count
+                // Segments inside the live context's exact match can never be reused as segments.
+                if end > covered && isReusable(seg, endsBefore: end < prompt.count) {
+                    keys.append(store.segmentKey(for: seg.tokens).cacheKey)
+                }
             }
             store.prefetch(keys)
         }

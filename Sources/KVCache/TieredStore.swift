@@ -219,7 +219,7 @@ public final class TieredStore: @unchecked Sendable {
     /// until `clearPrefetched()` or the next `prefetch`. Returns the number of entries found.
     @discardableResult
     public func prefetch(_ keys: [CacheKey]) -> Int {
-        lock.held { prefetched = [:] }
+        clearPrefetched()
         let remoteTiers = tiers.indices.filter { !tiers[$0].isLocal }
         guard !remoteTiers.isEmpty else { return 0 }
         let start = Self.now()
@@ -239,9 +239,17 @@ public final class TieredStore: @unchecked Sendable {
         return found
     }
 
-    /// Drops what `prefetch` found and `get` did not take (call at the end of a request).
-    public func clearPrefetched() {
-        lock.held { prefetched = [:] }
+    /// Ends a request's prefetch: what `prefetch` found and `get` did not take is kept in RAM
+    /// when it fits (it was transferred already, and asking again would cost another round trip),
+    /// unless `keep` is false; then the list is dropped.
+    public func clearPrefetched(keep: Bool = true) {
+        let left = lock.held { () -> [CacheKey: (value: EncodedKV, tier: Int)] in
+            let p = prefetched
+            prefetched = [:]
+            return p
+        }
+        guard keep else { return }
+        for (key, e) in left where e.value.byteCount <= ram.capacityBytes && !ram.contains(key) { ram.put(key, e.value) }
     }
 
     /// `get`, decoded to f32 (decode time counts as load time).
@@ -314,7 +322,7 @@ public final class TieredStore: @unchecked Sendable {
         if wipeDisk {
             for tier in tiers.dropFirst() where tier.isLocal { tier.removeAll() }
         }
-        clearPrefetched()
+        clearPrefetched(keep: false)
         resetCounters()
     }
 

@@ -11,16 +11,16 @@ public enum RedisReply: Equatable, Sendable {
     case array([RedisReply])
 }
 
-/// One blocking hiredis connection with connect and per-command timeouts. Not thread-safe: each
+/// One blocking hiredis connection (the tier uses two; tests use one to reach the server directly) with connect and per-command timeouts. Not thread-safe: each
 /// user holds its own. Any I/O error (timeout, reset, EOF) makes the connection unusable
 /// (`pipeline` returns nil); open a new one.
-final class RedisConnection {
+public final class RedisConnection {
     private var ctx: UnsafeMutablePointer<redisContext>?
 
     /// Connects, sets the command timeout, authenticates and selects the database; nil (with
     /// the reason in `error`) on any failure. Never waits longer than about 2 × `timeout` + the
     /// AUTH/SELECT round trips.
-    static func open(_ url: RedisURL, timeout: Double, error: inout String) -> RedisConnection? {
+    public static func open(_ url: RedisURL, timeout: Double, error: inout String) -> RedisConnection? {
         let tv = timeval(tv_sec: Int(timeout), tv_usec: Int((timeout - Double(Int(timeout))) * 1e6))
         guard let c = redisConnectWithTimeout(url.host, Int32(url.port), tv) else {
             error = "cannot allocate a connection"
@@ -61,10 +61,10 @@ final class RedisConnection {
         if let ctx { redisFree(ctx) }
     }
 
-    private(set) var lastError: String?
+    public private(set) var lastError: String?
 
     /// Sends every command, then reads every reply: one round trip. nil on an I/O error.
-    func pipeline(_ commands: [[[UInt8]]]) -> [RedisReply]? {
+    public func pipeline(_ commands: [[[UInt8]]]) -> [RedisReply]? {
         guard let ctx else { return nil }
         for args in commands {
             let ok = Self.withArgv(args) { argc, argv, lens in
@@ -84,7 +84,7 @@ final class RedisConnection {
         return out
     }
 
-    func command(_ args: [[UInt8]]) -> RedisReply? { pipeline([args])?.first }
+    public func command(_ args: [[UInt8]]) -> RedisReply? { pipeline([args])?.first }
 
     private func fail() -> [RedisReply]? {
         if let ctx {

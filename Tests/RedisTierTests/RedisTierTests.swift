@@ -1,7 +1,7 @@
 import Engine
 import Foundation
 import KVCache
-@testable import RedisTier
+import RedisTier
 import TestSupport
 import XCTest
 

@@ -1,5 +1,5 @@
 import XCTest
-@testable import RedisTier
+import RedisTier
 
 final class RedisURLTests: XCTestCase {
     func testParsesAndMasks() throws {

@@ -1,7 +1,7 @@
 import Engine
 import Foundation
 import KVCache
-@testable import RedisTier
+import RedisTier
 import XCTest
 
 /// Engines sharing KV through a real redis-server (the tiny model; the real model in the bench).

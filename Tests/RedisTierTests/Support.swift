@@ -2,7 +2,7 @@ import Engine
 import Foundation
 import KVCache
 import Llama
-@testable import RedisTier
+import RedisTier
 import TestSupport
 import Tokenizer
 import XCTest

@@ -1,6 +1,6 @@
 import Foundation
 import KVCache
-@testable import RedisTier
+import RedisTier
 import XCTest
 
 /// Two processes hammer one server at once: nothing is lost or mixed up.
