@@ -276,7 +276,7 @@ final class Scratch {
         if T > capacityT || buffers == nil {
             storage?.deallocate()
             let cap = max(T, 1)
-            let per = 4 * c.dim + 2 * c.qDim + 2 * c.kvDim + 2 * c.ffnDim
+            let per = 3 * c.dim + 2 * c.qDim + 2 * c.kvDim + 2 * c.ffnDim   // x, xn, tmp; qkv, att; gu
             let p = UnsafeMutablePointer<Float>.allocate(capacity: cap * per)
             p.initialize(repeating: 0, count: cap * per)
             var off = 0
