@@ -207,8 +207,7 @@ struct StatsWire: Codable {
     private static let ints: [(String, WritableKeyPath<RequestStats, Int>)] = [
         ("promptTokens", \.promptTokens), ("reusedExact", \.reusedExact), ("reusedBlended", \.reusedBlended),
         ("recomputed", \.recomputed), ("computedFresh", \.computedFresh), ("generatedTokens", \.generatedTokens),
-        ("kvBytesLive", \.kvBytesLive), ("storeBytesRAM", \.storeBytesRAM), ("storeBytesDisk", \.storeBytesDisk),
-        ("evictions", \.evictions), ("checkedTokens", \.checkedTokens),
+        ("kvBytesLive", \.kvBytesLive), ("evictions", \.evictions), ("checkedTokens", \.checkedTokens),
     ]
     private static let doubles: [(String, WritableKeyPath<RequestStats, Double>)] = [
         ("ttftSeconds", \.ttftSeconds), ("lookupSeconds", \.lookupSeconds), ("loadSeconds", \.loadSeconds),
@@ -227,9 +226,15 @@ struct StatsWire: Codable {
         var s = RequestStats()
         for (k, p) in Self.ints { s[keyPath: p] = try c.decodeIfPresent(Int.self, forKey: FieldKey(k)) ?? 0 }
         for (k, p) in Self.doubles { s[keyPath: p] = try c.decodeIfPresent(Double.self, forKey: FieldKey(k)) ?? 0 }
-        // Per-tier figures (hits, bytes, remote state) when the log has them; the RAM and disk
-        // store bytes above already set those two tiers' `storeBytes`.
-        if let tiers = try c.decodeIfPresent([TierFigures].self, forKey: FieldKey("tiers")) { s.tiers = tiers }
+        // Per-tier figures (hits, bytes, remote state). Logs written before there were tiers carry
+        // only the RAM and disk store bytes.
+        if let tiers = try c.decodeIfPresent([TierFigures].self, forKey: FieldKey("tiers")) {
+            s.tiers = tiers
+        } else {
+            for (k, p) in [("storeBytesRAM", \RequestStats.storeBytesRAM), ("storeBytesDisk", \.storeBytesDisk)] {
+                if let v = try c.decodeIfPresent(Int.self, forKey: FieldKey(k)), v != 0 { s[keyPath: p] = v }
+            }
+        }
         stats = s
     }
 }
