@@ -45,7 +45,17 @@ final class RedisServer {
         if let s = sharedServer { return s.url }
         let s = try start(file: file, line: line)
         sharedServer = s
+        // Stopped when the test process exits.
+        atexit { RedisServer.stopShared() }
         return s.url
+    }
+
+    static func stopShared() {
+        lock.lock()
+        let s = sharedServer
+        sharedServer = nil
+        lock.unlock()
+        s?.kill()
     }
 
     /// Starts a private server on a free loopback port; fails (CI) or skips without redis-server.
