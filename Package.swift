@@ -86,9 +86,10 @@ let package = Package(
         .testTarget(name: "RedisTierTests", dependencies: ["RedisTier", "KVCache", "Engine", "Llama",
                                                       "TestSupport", "Tokenizer", "GGUF"]),
         .testTarget(name: "DuelCoreTests", dependencies: ["DuelCore", "Engine"]),
-        .testTarget(name: "TerminalUITests", dependencies: ["TerminalUI", "DuelCore", "Engine"],
+        .target(name: "UITestSupport", dependencies: ["TerminalUI", "DuelCore"], path: "Tests/UITestSupport"),
+        .testTarget(name: "TerminalUITests", dependencies: ["TerminalUI", "DuelCore", "Engine", "UITestSupport"],
                     resources: [.copy("Snapshots")]),
-        .testTarget(name: "SessionTests", dependencies: ["Session", "TerminalUI", "DuelCore", "Engine"],
+        .testTarget(name: "SessionTests", dependencies: ["Session", "TerminalUI", "DuelCore", "Engine", "UITestSupport"],
                     resources: [.copy("Fixtures")]),
     ],
     swiftLanguageModes: [.v5]

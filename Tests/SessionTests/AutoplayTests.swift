@@ -1,4 +1,5 @@
 import XCTest
+import UITestSupport
 import DuelCore
 import Engine
 import Session

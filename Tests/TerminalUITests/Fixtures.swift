@@ -1,4 +1,5 @@
 import XCTest
+import UITestSupport
 import DuelCore
 import Engine
 import TerminalUI
@@ -111,34 +112,8 @@ enum Fixtures {
 
 /// Compares a rendered screen with `Snapshots/NAME.txt`. `KVDUEL_RECORD_SNAPSHOTS=1` rewrites the file.
 func assertSnapshot(_ grid: CellGrid, named name: String, file: StaticString = #filePath, line: UInt = #line) {
-    XCTAssertTrue(grid.isConsistent, "grid has a broken wide character", file: file, line: line)
-    let actual = grid.text + "\n"
     let dir = URL(fileURLWithPath: "\(file)").deletingLastPathComponent().appendingPathComponent("Snapshots")
-    let url = dir.appendingPathComponent(name + ".txt")
-    if ProcessInfo.processInfo.environment["KVDUEL_RECORD_SNAPSHOTS"] == "1" {
-        try? FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
-        XCTAssertNoThrow(try actual.write(to: url, atomically: true, encoding: .utf8))
-        print("recorded snapshot \(url.path)")
-        return
-    }
-    guard let expected = try? String(contentsOf: url, encoding: .utf8) else {
-        XCTFail("missing snapshot \(url.path); run with KVDUEL_RECORD_SNAPSHOTS=1 to record it", file: file, line: line)
-        return
-    }
-    if expected == actual { return }
-    let e = expected.split(separator: "\n", omittingEmptySubsequences: false)
-    let a = actual.split(separator: "\n", omittingEmptySubsequences: false)
-    var report = "snapshot \(name) differs (KVDUEL_RECORD_SNAPSHOTS=1 to re-record):\n"
-    var shown = 0
-    for i in 0..<max(e.count, a.count) where shown < 5 {
-        let el = i < e.count ? String(e[i]) : "<none>"
-        let al = i < a.count ? String(a[i]) : "<none>"
-        if el != al {
-            report += "  line \(i + 1)\n    expected: \(el)\n    actual:   \(al)\n"
-            shown += 1
-        }
-    }
-    XCTFail(report, file: file, line: line)
+    UITestSupport.assertSnapshot(grid, named: name, in: dir, file: file, line: line)
 }
 
 extension Fixtures {

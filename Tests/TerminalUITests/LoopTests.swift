@@ -2,53 +2,7 @@ import XCTest
 import DuelCore
 import Engine
 import TerminalUI
-
-/// A scripted terminal: each step waits until the screen satisfies a condition, then types keys.
-final class FakeTerminal: TerminalDevice {
-    struct Step {
-        var name: String
-        var until: (String) -> Bool
-        var events: [KeyEvent]
-        var resizeTo: (cols: Int, rows: Int)?
-    }
-    var size: (cols: Int, rows: Int)
-    var steps: [Step]
-    var pending: [KeyEvent] = []
-    var frames: [CellGrid] = []
-    var lastText = ""
-    var failedStep: String?
-    var invalidations = 0
-    let deadline: Double
-    private var nonBlocking = false
-
-    init(cols: Int, rows: Int, steps: [Step], timeout: Double = 30) {
-        size = (cols, rows)
-        self.steps = steps
-        deadline = monotonicSeconds() + timeout
-    }
-
-    func readKey() -> KeyEvent? {
-        if !pending.isEmpty { return pending.removeFirst() }
-        if monotonicSeconds() > deadline {
-            failedStep = failedStep ?? steps.first?.name ?? "?"
-            return .key(.ctrl("c"))
-        }
-        if let step = steps.first, step.until(lastText) {
-            steps.removeFirst()
-            if let r = step.resizeTo { size = r }
-            pending = step.events
-            if !pending.isEmpty { return pending.removeFirst() }
-        }
-        if !nonBlocking { usleep(5_000) }
-        return nil
-    }
-    func setNonBlocking(_ nonBlocking: Bool) { self.nonBlocking = nonBlocking }
-    func draw(_ grid: CellGrid) {
-        frames.append(grid)
-        lastText = grid.text
-    }
-    func invalidate() { invalidations += 1 }
-}
+import UITestSupport
 
 func keys(_ text: String) -> [KeyEvent] { text.map { KeyEvent.key(.char($0)) } }
 
