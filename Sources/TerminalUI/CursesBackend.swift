@@ -107,7 +107,7 @@ final class CursesScreen: TerminalDevice {
                     continue
                 }
                 var n: Int32 = 0
-                for s in cell.char.unicodeScalars where n < 8 {
+                for s in cursesScalars(cell.char) where n < 8 {
                     buf[Int(n)] = Int32(bitPattern: s.value)
                     n += 1
                 }
@@ -221,4 +221,22 @@ func translateFunctionKey(_ code: Int32) -> KeyEvent {
         }
         return .ignored
     }
+}
+
+/// What a cell's character sends to curses. A curses cell is one spacing character plus the marks
+/// drawn on it, so a cluster of several spacing characters (a ZWJ family, a skin tone, a flag) is
+/// sent as its first with the marks and variation selectors that follow it; sending it whole makes
+/// curses and the terminal disagree on its width and shifts the rest of the line.
+public func cursesScalars(_ c: Character) -> [Unicode.Scalar] {
+    var out: [Unicode.Scalar] = []
+    for s in c.unicodeScalars {
+        if !out.isEmpty {
+            switch s.properties.generalCategory {
+            case .nonspacingMark, .enclosingMark, .spacingMark: break
+            default: guard s.properties.isVariationSelector else { return out }
+            }
+        }
+        out.append(s)
+    }
+    return out
 }

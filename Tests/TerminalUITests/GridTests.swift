@@ -191,3 +191,15 @@ final class RenderDetailTests: XCTestCase {
         XCTAssertTrue(t.contains("first-token KL n/a"))
     }
 }
+
+/// What the curses backend sends for one cell: the base and its marks, never a second spacing
+/// character (which shifts the rest of the line on the terminal).
+final class CursesScalarsTests: XCTestCase {
+    func testClustersKeepMarksAndDropJoinedCharacters() {
+        XCTAssertEqual(cursesScalars("e\u{301}").map(\.value), [0x65, 0x301])
+        XCTAssertEqual(cursesScalars("\u{2764}\u{FE0F}").map(\.value), [0x2764, 0xFE0F])
+        XCTAssertEqual(cursesScalars("👨‍👩‍👧").map(\.value), [0x1F468])
+        XCTAssertEqual(cursesScalars("👍🏽").map(\.value), [0x1F44D])
+        XCTAssertEqual(cursesScalars("中").map(\.value), [0x4E2D])
+    }
+}
