@@ -74,7 +74,7 @@ let package = Package(
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ], swiftSettings: hot),
 
-        .target(name: "TestSupport", dependencies: ["GGUF", "Llama", "KVCache"], path: "Tests/TestSupport"),
+        .target(name: "TestSupport", dependencies: ["GGUF", "Llama", "KVCache", "Tokenizer"], path: "Tests/TestSupport"),
         .testTarget(name: "GGUFTests", dependencies: ["GGUF", "TestSupport"]),
         .testTarget(name: "TokenizerTests", dependencies: ["Tokenizer", "GGUF", "TestSupport"],
                     resources: [.copy("Fixtures")]),

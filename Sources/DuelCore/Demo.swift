@@ -153,18 +153,7 @@ public final class DemoEngine: InferenceEngine, @unchecked Sendable {
             stats.storeBytesRAM = stored.reduce(0) { $0 + $1.count } * bytesPerToken
         }
         lastSequence = prompt + tokens
-        totals.promptTokens += stats.promptTokens
-        totals.reusedExact += stats.reusedExact
-        totals.reusedBlended += stats.reusedBlended
-        totals.recomputed += stats.recomputed
-        totals.computedFresh += stats.computedFresh
-        totals.generatedTokens += stats.generatedTokens
-        totals.ttftSeconds += stats.ttftSeconds
-        totals.prefillSeconds += stats.prefillSeconds
-        totals.decodeSeconds += stats.decodeSeconds
-        totals.kvBytesLive = stats.kvBytesLive
-        totals.storeBytesRAM = stats.storeBytesRAM
-        totals.recomputeRatio = stats.recomputeRatio
+        totals.accumulate(stats)
         let result = GenerationResult(tokens: tokens, text: text, stats: stats)
         onEvent(.finished(stats))
         return result

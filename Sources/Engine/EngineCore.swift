@@ -113,7 +113,7 @@ final class EngineCore {
 
 /// Adds one request's statistics into running totals.
 extension RequestStats {
-    mutating func accumulate(_ r: RequestStats) {
+    public mutating func accumulate(_ r: RequestStats) {
         promptTokens += r.promptTokens
         reusedExact += r.reusedExact
         reusedBlended += r.reusedBlended

@@ -12,22 +12,11 @@ import XCTest
 /// request builders and logit comparisons. Models are loaded once per process.
 enum Fixture {
     private static let lock = NSLock()
-    private static var tiny: [UInt64: (LlamaModel, Tokenizer)] = [:]
     private static var real: (LlamaModel, Tokenizer)?
 
     /// The tiny 2-layer model of TestSupport (f32 weights, vocab 96, context 512).
     static func tinyModel(seed: UInt64 = 7) throws -> (model: LlamaModel, tokenizer: Tokenizer) {
-        lock.lock()
-        defer { lock.unlock() }
-        if let m = tiny[seed] { return m }
-        let model = try LlamaModel(path: try TinyModel.path(seed: seed))
-        // `Tokenizer(gguf:)` rejects the tiny model's empty BPE merge list ("tokenizer.ggml.merges
-        // is missing"), so take its vocabulary and add one (unused) merge.
-        var vocab = try Vocabulary(metadata: model.file)
-        vocab.merges = ["! \""]
-        let tok = try Tokenizer(vocabulary: vocab)
-        tiny[seed] = (model, tok)
-        return (model, tok)
+        try TinyModel.loaded(seed: seed)
     }
 
     /// The default model, or skip (fail when KVDUEL_REQUIRE_MODEL=1).

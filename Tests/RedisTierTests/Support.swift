@@ -104,20 +104,9 @@ final class RedisServer {
 }
 
 enum Fixture {
-    private static let lock = NSLock()
-    private static var tiny: [UInt64: (LlamaModel, Tokenizer)] = [:]
-
-    /// The tiny 2-layer model of TestSupport (as in EngineTests).
+    /// The tiny 2-layer model of TestSupport.
     static func tinyModel(seed: UInt64 = 7) throws -> (model: LlamaModel, tokenizer: Tokenizer) {
-        lock.lock()
-        defer { lock.unlock() }
-        if let m = tiny[seed] { return m }
-        let model = try LlamaModel(path: try TinyModel.path(seed: seed))
-        var vocab = try Vocabulary(metadata: model.file)
-        vocab.merges = ["! \""]
-        let tok = try Tokenizer(vocabulary: vocab)
-        tiny[seed] = (model, tok)
-        return (model, tok)
+        try TinyModel.loaded(seed: seed)
     }
 
     static func tokens(_ n: Int, seed: UInt64) -> [Int32] {

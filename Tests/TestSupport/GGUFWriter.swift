@@ -1,6 +1,7 @@
 import Foundation
 import GGUF
 import Llama
+import Tokenizer
 
 /// Writes GGUF v3 files for tests: metadata of every type and tensors in F32, F16, Q8_0 or Q4_1.
 public struct GGUFWriter {
@@ -163,6 +164,24 @@ public enum TinyModel {
         let path = dir.appendingPathComponent("tiny-\(seed)-\(type).gguf").path
         if !FileManager.default.fileExists(atPath: path) { try writer(seed: seed, type: type).write(to: path) }
         return path
+    }
+
+    private static let lock = NSLock()
+    nonisolated(unsafe) private static var loaded: [UInt64: (LlamaModel, Tokenizer)] = [:]
+
+    /// The tiny model (f32 weights), loaded once per seed, with a tokenizer over its vocabulary.
+    /// `Tokenizer(gguf:)` rejects its empty BPE merge list ("tokenizer.ggml.merges is missing"),
+    /// so the vocabulary gets one (unused) merge.
+    public static func loaded(seed: UInt64 = 7) throws -> (model: LlamaModel, tokenizer: Tokenizer) {
+        lock.lock()
+        defer { lock.unlock() }
+        if let m = loaded[seed] { return m }
+        let model = try LlamaModel(path: try path(seed: seed))
+        var vocab = try Vocabulary(metadata: model.file)
+        vocab.merges = ["! \""]
+        let tok = try Tokenizer(vocabulary: vocab)
+        loaded[seed] = (model, tok)
+        return (model, tok)
     }
 }
 
