@@ -220,6 +220,8 @@ struct StatsWire: Codable {
         for (k, p) in Self.ints { try c.encode(stats[keyPath: p], forKey: FieldKey(k)) }
         for (k, p) in Self.doubles { try c.encode(stats[keyPath: p], forKey: FieldKey(k)) }
         if !stats.tiers.isEmpty { try c.encode(stats.tiers, forKey: FieldKey("tiers")) }
+        if stats.breakdown != TTFTBreakdown() { try c.encode(stats.breakdown, forKey: FieldKey("breakdown")) }
+        if let cake = stats.cake { try c.encode(cake, forKey: FieldKey("cake")) }
     }
     init(from decoder: Decoder) throws {
         let c = try decoder.container(keyedBy: FieldKey.self)
@@ -235,6 +237,8 @@ struct StatsWire: Codable {
                 if let v = try c.decodeIfPresent(Int.self, forKey: FieldKey(k)), v != 0 { s[keyPath: p] = v }
             }
         }
+        s.breakdown = try c.decodeIfPresent(TTFTBreakdown.self, forKey: FieldKey("breakdown")) ?? TTFTBreakdown()
+        s.cake = try c.decodeIfPresent(CakeSplit.self, forKey: FieldKey("cake"))
         stats = s
     }
 }

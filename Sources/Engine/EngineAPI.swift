@@ -90,6 +90,10 @@ public struct RequestStats: Sendable, Hashable {
     public var checkedTokens = 0
     /// Time after the answer spent re-encoding it for the next turn (not part of TTFT).
     public var postAnswerSeconds = 0.0
+    /// Where the time to first token went; its parts add up to `ttftSeconds`.
+    public var breakdown = TTFTBreakdown()
+    /// For a turn whose stored prefix was loaded and computed at once (Cake): the meeting point.
+    public var cake: CakeSplit?
 
     public init() {}
 
@@ -122,6 +126,98 @@ public struct RequestStats: Sendable, Hashable {
         get { self[tier: "disk"]?.storeBytes ?? 0 }
         set { var t = self[tier: "disk"] ?? TierFigures(name: "disk"); t.storeBytes = newValue; self[tier: "disk"] = t }
     }
+}
+
+/// The time to first token, split by what it was spent on. The parts add up to the TTFT:
+/// `other` is what the named parts leave (sampling the first token, bookkeeping, scheduling).
+///
+/// Work that runs at the same time as other work (Cake's I/O thread loading from the back while
+/// the compute side prefills from the front) is counted once, on the critical path: loading time
+/// hidden behind compute is in `overlappedLoadSeconds`, which is not one of the parts.
+/// Inside one batched forward pass that mixes roles (CacheBlend: check layers over loaded and new
+/// rows, then recomputed and new rows), the pass's time is shared between the roles by row count.
+public struct TTFTBreakdown: Sendable, Hashable, Codable {
+    /// From submission to the engine's start: tokenising the turn (and waiting for the engine).
+    public var tokenize = 0.0
+    /// Hashing the prompt's chunks and segments and asking the tiers what they hold.
+    public var lookup = 0.0
+    /// Reading stored KV and decoding it into the live cache, per tier (fastest first), on the
+    /// critical path. Parallel to `RequestStats.tiers`.
+    public var load: [TierSeconds] = []
+    /// RoPE re-rotation of reused segments' keys to their new positions.
+    public var rerotate = 0.0
+    /// CacheBlend's check layers: choosing which reused tokens to recompute.
+    public var blendCheck = 0.0
+    /// Recomputing the chosen reused tokens.
+    public var recompute = 0.0
+    /// Prefill of the tokens with no stored KV (and of a stored prefix the engine chose to compute).
+    public var computeNew = 0.0
+    /// What the parts above leave of the TTFT.
+    public var other = 0.0
+    /// Loading that ran beside compute and so is not on the critical path (not one of the parts).
+    public var overlappedLoad = 0.0
+
+    public struct TierSeconds: Sendable, Hashable, Codable {
+        public var tier: String
+        public var seconds: Double
+        public init(tier: String, seconds: Double) { self.tier = tier; self.seconds = seconds }
+    }
+
+    public init() {}
+
+    public var loadTotal: Double { load.reduce(0) { $0 + $1.seconds } }
+    /// The named parts, without `other`.
+    public var measured: Double { tokenize + lookup + loadTotal + rerotate + blendCheck + recompute + computeNew }
+    /// The sum of all parts: equals the TTFT once `close(ttft:)` has run.
+    public var total: Double { measured + other }
+
+    /// Sets `other` so that the parts add up to `ttft` (never below 0: if measured parts exceed
+    /// the TTFT by clock granularity, `other` is 0).
+    public mutating func close(ttft: Double) { other = max(0, ttft - measured) }
+
+    public mutating func addLoad(_ seconds: Double, tier: String) {
+        if let i = load.firstIndex(where: { $0.tier == tier }) { load[i].seconds += seconds }
+        else { load.append(TierSeconds(tier: tier, seconds: seconds)) }
+    }
+
+    /// Named parts with their seconds, in display order (load per tier), `other` last.
+    public var parts: [(name: String, seconds: Double)] {
+        var p: [(String, Double)] = [("tokenize", tokenize), ("lookup", lookup)]
+        for l in load { p.append(("load " + l.tier, l.seconds)) }
+        p += [("re-rotate", rerotate), ("blend check", blendCheck), ("recompute", recompute),
+              ("compute new", computeNew), ("other", other)]
+        return p
+    }
+
+    public mutating func accumulate(_ b: TTFTBreakdown) {
+        tokenize += b.tokenize; lookup += b.lookup; rerotate += b.rerotate; blendCheck += b.blendCheck
+        recompute += b.recompute; computeNew += b.computeNew; other += b.other; overlappedLoad += b.overlappedLoad
+        for l in b.load { addLoad(l.seconds, tier: l.tier) }
+    }
+}
+
+/// Where Cake's two sides met in a turn's stored prefix: the compute side prefilled `computed`
+/// from the front, the I/O side loaded `loaded` from the back (token ranges of the prompt).
+public struct CakeSplit: Sendable, Hashable, Codable {
+    public var computed: Range<Int>
+    public var loaded: Range<Int>
+    /// The tier the loaded chunks came from ("remote", "disk").
+    public var tier: String
+    public init(computed: Range<Int>, loaded: Range<Int>, tier: String) {
+        self.computed = computed
+        self.loaded = loaded
+        self.tier = tier
+    }
+}
+
+/// How the cached engine gets a stored prefix that sits in a slow tier (disk, remote).
+public enum LoadStrategy: String, Sendable, Hashable, CaseIterable, Codable {
+    /// Compute from the front while an I/O thread loads from the back; stop where they meet.
+    case cake
+    /// Load every stored chunk (one batched read), compute only what is not stored.
+    case load
+    /// Ignore the slow tiers' chunks and prefill them (RAM and the live context are still used).
+    case compute
 }
 
 /// One store tier's part in a request (in `cumulative`: in all requests since the reset).

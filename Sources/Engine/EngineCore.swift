@@ -127,6 +127,8 @@ extension RequestStats {
         decodeSeconds += r.decodeSeconds
         checkedTokens += r.checkedTokens
         postAnswerSeconds += r.postAnswerSeconds
+        breakdown.accumulate(r.breakdown)
+        cake = r.cake
         kvBytesLive = r.kvBytesLive
         for t in r.tiers {
             var a = self[tier: t.name] ?? TierFigures(name: t.name)

@@ -29,6 +29,8 @@ public final class ReuseEngine: InferenceEngine {
         public var chunkSize = 256
         /// Store tiers after RAM and disk, in order (e.g. a remote tier shared with other instances).
         public var lowerTiers: [any KVTier] = []
+        /// How a stored prefix in a slow tier (disk, remote) is brought in.
+        public var loadStrategy: LoadStrategy = .cake
         public init() {}
     }
 
