@@ -30,6 +30,7 @@ extension Action: Codable {
         case .blockMoved: return "blockMoved"
         case .blockToggled: return "blockToggled"
         case .helpToggled: return "helpToggled"
+        case .breakdownToggled: return "breakdownToggled"
         case .inputEdited: return "inputEdited"
         case .historyBrowsed: return "historyBrowsed"
         case .scrolled: return "scrolled"
@@ -120,7 +121,7 @@ extension Action: Codable {
         case .blockTokenCounts(let counts): try put("counts", counts)
         case .enginesReset(let cumulative): try put("cumulative", StatsWire(cumulative))
         case .storeSampled(let tiers): try put("tiers", tiers)
-        case .helpToggled, .resetRequested, .newConversationRequested, .quitRequested, .loaded, .turnCompleted:
+        case .helpToggled, .breakdownToggled, .resetRequested, .newConversationRequested, .quitRequested, .loaded, .turnCompleted:
             break
         }
     }
@@ -149,6 +150,7 @@ extension Action: Codable {
         case "blockMoved": self = .blockMoved(from: try get("from"), to: try get("to"))
         case "blockToggled": self = .blockToggled(id: try get("id"))
         case "helpToggled": self = .helpToggled
+        case "breakdownToggled": self = .breakdownToggled
         case "inputEdited":
             let e: String = try get("edit")
             switch e {

@@ -10,6 +10,8 @@ public enum Action: Sendable, Hashable {
     case blockMoved(from: Int, to: Int)
     case blockToggled(id: String)
     case helpToggled
+    /// The TTFT breakdown under each pane's meters was shown or hidden.
+    case breakdownToggled
     case inputEdited(LineEditor.Edit)
     case historyBrowsed(older: Bool)
     case scrolled(lines: Int)
@@ -58,7 +60,7 @@ public enum ActionOrigin: String, Sendable, Hashable, Codable {
 extension Action {
     public var origin: ActionOrigin {
         switch self {
-        case .questionSubmitted, .focusChanged, .blockSelected, .blockMoved, .blockToggled, .helpToggled,
+        case .questionSubmitted, .focusChanged, .blockSelected, .blockMoved, .blockToggled, .helpToggled, .breakdownToggled,
              .inputEdited, .historyBrowsed, .scrolled, .resetRequested, .newConversationRequested,
              .quitRequested, .markerDropped:
             return .person

@@ -97,6 +97,8 @@ public struct AppState: Sendable, Hashable {
     public var storeTiers: [TierStats] = []
     public var focus: Focus = .input
     public var showHelp = false
+    /// Each pane shows its last TTFT split into parts under its meters.
+    public var showBreakdown = false
     public var input = LineEditor()
     public var questionHistory: [String] = []
     /// Index into `questionHistory` while browsing with ↑/↓; nil when editing a fresh line.

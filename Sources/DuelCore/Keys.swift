@@ -46,7 +46,7 @@ public enum Focus: String, Sendable, Hashable {
 public enum Command: String, Sendable, Hashable, CaseIterable {
     case submit, switchFocus
     case selectPrevious, selectNext, moveBlockUp, moveBlockDown, toggleBlock
-    case help, resetCold, newConversation, quit
+    case help, breakdown, resetCold, newConversation, quit
     case historyPrevious, historyNext
     case cursorLeft, cursorRight, cursorHome, cursorEnd
     case deleteBackward, deleteForward, deleteWordBackward, deleteToStart, deleteToEnd
@@ -113,6 +113,8 @@ public enum Keymap {
                    summary: "quit, restoring the terminal", footer: "quit"),
         KeyBinding(keys: [.ctrl("t"), .function(2)], context: .global, command: .dropMarker, short: "drop a marker",
                    summary: "drop a marker for replays (text in the input line becomes its label)", footer: nil),
+        KeyBinding(keys: [.function(3), .ctrl("g")], context: .global, command: .breakdown, short: "TTFT breakdown",
+                   summary: "show where each pane's TTFT went: tokenize, lookup, load per tier, re-rotate, blend check, recompute, compute new, other", footer: "TTFT parts"),
         KeyBinding(keys: [.pageUp], context: .global, command: .scrollUp, short: "scroll back",
                    summary: "scroll both transcripts back", footer: nil),
         KeyBinding(keys: [.pageDown], context: .global, command: .scrollDown, short: "scroll forward",

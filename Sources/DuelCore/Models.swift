@@ -63,6 +63,10 @@ public struct SessionInfo: Sendable, Hashable {
     public var storage: String
     /// The shared remote tier's URL, password masked; nil without one.
     public var remote: String? = nil
+    /// How a stored prefix in a slow tier is brought in ("cake", "load", "compute"); nil: not said.
+    public var loadStrategy: String? = nil
+    /// Links dialed down for the demo ("remote 20 MB/s, disk 200 MB/s"); "" when none.
+    public var link: String = ""
     public init(modelName: String, modelBytes: Int = 0, threadsPerEngine: Int = 1,
                 schedule: Schedule = .parallel, recomputeRatio: Double = 0.15,
                 storeCapacityBytes: Int = 1 << 30, storage: String = "int8") {

@@ -22,6 +22,7 @@ public func actions(for key: Key, in state: AppState) -> [Action] {
     case .moveBlockDown: return hasBlocks && sel < state.blocks.count - 1 ? [.blockMoved(from: sel, to: sel + 1)] : []
     case .toggleBlock: return hasBlocks ? [.blockToggled(id: state.blocks[sel].id)] : []
     case .help: return [.helpToggled]
+    case .breakdown: return [.breakdownToggled]
     case .resetCold: return [.resetRequested]
     case .newConversation: return [.newConversationRequested]
     case .quit: return [.quitRequested]
@@ -93,6 +94,8 @@ public func reduce(_ state: inout AppState, _ action: Action) -> [Effect] {
         }
     case .helpToggled:
         state.showHelp.toggle()
+    case .breakdownToggled:
+        state.showBreakdown.toggle()
     case .inputEdited(let edit):
         state.input.apply(edit)
         state.historyCursor = nil

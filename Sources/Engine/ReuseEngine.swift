@@ -1,6 +1,10 @@
+import Foundation
 import KVCache
 import Llama
 import Tokenizer
+
+/// Hands a non-Sendable reference to another thread that touches a disjoint part of it.
+struct UncheckedBox<T>: @unchecked Sendable { let value: T; init(_ v: T) { value = v } }
 
 /// The cached engine. For each part of the prompt, in order of preference:
 ///
@@ -31,6 +35,8 @@ public final class ReuseEngine: InferenceEngine {
         public var lowerTiers: [any KVTier] = []
         /// How a stored prefix in a slow tier (disk, remote) is brought in.
         public var loadStrategy: LoadStrategy = .cake
+        /// Reads from the disk tier pass this link (`--disk-bandwidth`); nil = unthrottled.
+        public var diskThrottle: Throttle?
         public init() {}
     }
 
@@ -53,7 +59,8 @@ public final class ReuseEngine: InferenceEngine {
         store = try TieredStore(.init(fingerprint: Self.storeFingerprint(model),
                                       layers: c.layers, kvDim: c.kvDim, encoding: options.encoding,
                                       ramCapacityBytes: options.ramBytes, diskDirectory: options.diskDirectory,
-                                      diskCapacityBytes: options.diskBytes, chunkSize: options.chunkSize),
+                                      diskCapacityBytes: options.diskBytes, chunkSize: options.chunkSize,
+                                      diskThrottle: options.diskThrottle),
                                 lowerTiers: options.lowerTiers)
         live = KVState(config: c)
     }
@@ -89,191 +96,38 @@ public final class ReuseEngine: InferenceEngine {
         liveExact = 0
     }
 
-    // MARK: - generate
+    // MARK: - generate: plan, execute, persist
 
     public func generate(_ request: EngineRequest, cancel: CancelFlag?,
                          onEvent: (EngineEvent) -> Void) throws -> GenerationResult {
-        let start = request.submittedAt ?? EngineCore.now()
+        let engineStart = EngineCore.now()
+        let start = request.submittedAt ?? engineStart
         let prompt = try core.validate(request)
-        let config = core.model.config
         onEvent(.started(promptTokens: prompt.count))
-        // Another kvduel sharing the disk directory may have wiped it (its Ctrl-R): forget those
-        // entries first, so the match and the disk meter are true.
-        store.disk?.dropVanishedEntries()
         var stats = RequestStats()
         stats.promptTokens = prompt.count
         stats.recomputeRatio = options.recomputeRatio
+        stats.breakdown.tokenize = EngineCore.seconds(start, engineStart)
         let storeBefore = store.stats
 
-        // ---- 1. prefix: live context or stored chunk chain ----
-        // The live context matches exactly up to `liveExact`; past it (after a blended turn) its
-        // KV is the previous turn's blend, reused as is and counted as blended, not exact.
-        var liveMatch = 0
-        let liveTokens = live.tokens
-        while liveMatch < min(live.count, prompt.count) && liveTokens[liveMatch] == prompt[liveMatch] { liveMatch += 1 }
-        // Tiers that are not local (a shared server) are asked once, in one batch, for every chunk
-        // the live context does not cover and every segment that could be reused.
-        if store.tiers.contains(where: { !$0.isLocal }) {
-            let covered = min(liveMatch, liveExact)
-            var keys = store.prefixKeys(for: prompt).filter { $0.tokenRange.upperBound > covered }.map(\.cacheKey)
-            var end = 0
-            for seg in request.segments {
-                end += seg.tokens.count
-                // Segments inside the live context's exact match can never be reused as segments.
-                if end > covered && isReusable(seg, endsBefore: end < prompt.count) {
-                    keys.append(store.segmentKey(for: seg.tokens).cacheKey)
-                }
-            }
-            store.prefetch(keys)
-        }
+        // ---- plan: what is reused from where, what is computed ----
+        let (plan, match) = makePlan(request, prompt: prompt, breakdown: &stats.breakdown)
         defer { store.clearPrefetched() }
-        let match = store.matchPrefix(tokens: prompt)
-        // Which tier each reused run came from (index into `store.tiers`; the live context is RAM).
-        var prefixSources: [(range: Range<Int>, tier: Int)] = []
-        var prefix = 0
-        var rewriteChunksFrom = Int.max
-        var exactLimit = Int.max       // prefix tokens past this are approximate
-        // The live context (float32) first; the stored chain (in the store's encoding) only
-        // extends it: chunks it already covers are not loaded.
-        let liveExactMatch = min(liveMatch, liveExact)
-        let work = live
-        if liveMatch > 0 && liveMatch >= match.tokenCount {
-            work.truncate(to: liveMatch)
-            prefix = liveMatch
-            exactLimit = liveExact
-            prefixSources.append((0..<prefix, 0))
-        } else {
-            work.truncate(to: liveExactMatch)
-            prefix = liveExactMatch
-            prefixSources.append((0..<prefix, 0))
-            for key in match.keys where key.tokenRange.upperBound > prefix {
-                guard let (entry, tier) = store.lookup(key), entry.tokenCount == key.tokenCount else {
-                    // Damaged (now deleted); the chunks after it are rewritten after this request.
-                    rewriteChunksFrom = key.tokenRange.lowerBound
-                    break
-                }
-                load(entry, tokens: Array(prompt[key.tokenRange]), into: work, from: prefix - key.tokenRange.lowerBound)
-                prefixSources.append((prefix..<key.tokenRange.upperBound, tier))
-                prefix = key.tokenRange.upperBound
-            }
-        }
-        // A prefix that ends inside a stored segment (e.g. two documents sharing their first
-        // header tokens) backs off to the segment's start, so the segment is reused whole.
-        var segStart = 0
-        for seg in request.segments {
-            let segEnd = segStart + seg.tokens.count
-            if segStart < prefix && prefix < segEnd {
-                if isReusable(seg, endsBefore: segEnd < prompt.count) && store.contains(store.segmentKey(for: seg.tokens)) {
-                    prefix = segStart
-                    work.truncate(to: prefix)
-                }
-                break
-            }
-            segStart = segEnd
-        }
-        // The last prompt token is always computed: its logits give the first token.
-        if prefix == prompt.count {
-            prefix -= 1
-            work.truncate(to: prefix)
-        }
-        work.reserve(prompt.count + request.maxTokens + request.turnSuffix.count + 1)
 
-        // ---- 2. segments after the prefix: reuse (blend) or compute ----
-        var candidates: [Int] = []          // batch rows with loaded KV
-        var segmentHeads = Set<Int>()
-        var blendedSegments = Set<Int>()    // segment indices
-        var segmentSources: [(rows: Range<Int>, tier: Int)] = []   // rows relative to `prefix`
-        var offset = 0
-        for (si, seg) in request.segments.enumerated() {
-            let a = offset, b = offset + seg.tokens.count
-            offset = b
-            guard b > prefix else { continue }
-            let from = max(a, prefix)
-            if from == a, isReusable(seg, endsBefore: b < prompt.count), let (entry, tier) = store.lookup(store.segmentKey(for: seg.tokens)), entry.tokenCount == seg.tokens.count {
-                let slots = load(entry, tokens: seg.tokens, into: work)
-                segmentSources.append(((slots.lowerBound - prefix)..<(slots.upperBound - prefix), tier))
-                work.shift(slots, by: Int32(a) - entry.positions[0])
-                blendedSegments.insert(si)
-                for r in slots { candidates.append(r - prefix) }
-                for r in slots.prefix(options.segmentHeadTokens) { segmentHeads.insert(r - prefix) }
-            } else {
-                work.append(tokens: Array(prompt[from..<b]), positions: (from..<b).map { Int32($0) })
-            }
-        }
-        precondition(work.count == prompt.count && work.positions.last == Int32(prompt.count - 1))
-        stats.lookupSeconds = store.stats.lookupSeconds - storeBefore.lookupSeconds
-        stats.loadSeconds = store.stats.loadSeconds - storeBefore.loadSeconds
-
-        // ---- 3. one batched forward over everything not reused exactly ----
-        let t0 = EngineCore.now()
-        let rows = Array(prefix..<prompt.count)
-        var logits: [Float]
-        var recomputed: [Int] = []
-        if candidates.isEmpty {
-            logits = prefill(rows: rows, prompt: prompt, cache: work, onEvent: onEvent)
-        } else if options.recomputeRatio <= 0 {
-            // Pure reuse: only the fresh rows run.
-            let candidateSet = Set(candidates)
-            let fresh = rows.indices.filter { !candidateSet.contains($0) }.map { rows[$0] }
-            logits = core.ctx.forward(tokens: fresh.map { prompt[$0] }, positions: fresh.map { Int32($0) },
-                                      cache: work, slots: fresh)
-        } else {
-            let keep = Int((options.recomputeRatio * Double(candidates.count)).rounded())
-            // Check layers must leave later layers to skip work in (a shallow model may have none).
-            let checks = options.checkLayers.filter { $0 < config.layers - 1 }
-            let plan = LlamaContext.BlendPlan(candidates: candidates, checkLayers: checks,
-                                              keep: keep, alwaysKeep: segmentHeads)
-            logits = core.ctx.forward(tokens: rows.map { prompt[$0] }, positions: rows.map { Int32($0) },
-                                      cache: work, slots: rows, blend: plan, recomputed: &recomputed)
-            stats.checkedTokens = candidates.count
-        }
-        onEvent(.prefillProgress(done: prompt.count, total: prompt.count))
-        stats.prefillSeconds = EngineCore.seconds(t0, EngineCore.now())
-        let exactPrefix = min(prefix, exactLimit)
-        stats.reusedExact = exactPrefix
-        stats.recomputed = recomputed.count
-        stats.reusedBlended = (prefix - exactPrefix)
-            + (options.recomputeRatio <= 0 ? candidates.count : candidates.count - recomputed.count)
-        stats.computedFresh = prompt.count - prefix - candidates.count
-        var hitTokens = Array(repeating: 0, count: store.tiers.count)
-        for (r, tier) in prefixSources { hitTokens[tier] += r.clamped(to: 0..<prefix).count }
-        let recomputedRows = options.recomputeRatio <= 0 ? Set<Int>() : Set(recomputed)
-        for (r, tier) in segmentSources { hitTokens[tier] += r.filter { !recomputedRows.contains($0) }.count }
+        // ---- execute: load and compute ----
+        var x = execute(plan, match: match, request: request, prompt: prompt, stats: &stats, onEvent: onEvent)
 
         // ---- decode ----
-        let d = core.decode(from: logits, cache: work, request: request, start: start, cancel: cancel, onEvent: onEvent)
+        let d = core.decode(from: x.logits, cache: x.work, request: request, start: start, cancel: cancel, onEvent: onEvent)
         stats.ttftSeconds = d.ttft
+        stats.breakdown.close(ttft: d.ttft)
         stats.decodeSeconds = d.decodeSeconds
         stats.generatedTokens = d.tokens.count + (d.endedWithEOG ? 1 : 0)
-        var result = core.result(d, stats: stats, request: request, cache: work, promptCount: prompt.count)
+        var result = core.result(d, stats: stats, request: request, cache: x.work, promptCount: prompt.count)
 
-        // ---- after the answer: finish encoding it for the next turn, store chunks and segments ----
-        // The kernels compute a token's KV the same whether it is decoded or prefilled in a batch,
-        // so the answer's KV left in the cache by decoding (or by scoring) is already exactly what
-        // the baseline's prefill of the next prompt computes. Only the rest of the answer + turn
-        // suffix (at least the last sampled token, which was never fed back) runs now.
+        // ---- persist: finish the answer's KV for the next turn, store chunks and segments ----
         let t1 = EngineCore.now()
-        let firstApproximate = min(exactPrefix < prefix ? exactPrefix : prompt.count,
-                                   candidates.isEmpty ? prompt.count : prefix + candidates[0])
-        let tail = d.tokens + request.turnSuffix
-        var kept = 0
-        let heldTokens = work.tokens, heldPositions = work.positions
-        while kept < tail.count && prompt.count + kept < work.count
-                && heldTokens[prompt.count + kept] == tail[kept]
-                && heldPositions[prompt.count + kept] == Int32(prompt.count + kept) { kept += 1 }
-        work.truncate(to: prompt.count + kept)
-        let encoded = cancel?.isCancelled != true
-        if encoded && kept < tail.count {
-            core.ctx.forward(tokens: Array(tail[kept...]), positions: (kept..<tail.count).map { Int32(prompt.count + $0) },
-                             cache: work, logits: .none)
-        }
-        live = work
-        liveExact = firstApproximate == prompt.count ? work.count : firstApproximate
-        // The prompt's own chain too (its partial tail differs from prompt + answer's), so the
-        // same short prompt asked again, after a restart or a new conversation, is found.
-        storeChunks(upTo: min(prompt.count, liveExact), rewriteFrom: rewriteChunksFrom)
-        storeChunks(upTo: liveExact, rewriteFrom: rewriteChunksFrom)
-        storeSegments(request.segments, skipping: blendedSegments, answer: encoded ? tail : nil)
+        persist(&x, decoded: d, request: request, prompt: prompt, cancelled: cancel?.isCancelled == true)
         stats.postAnswerSeconds = EngineCore.seconds(t1, EngineCore.now())
 
         let after = store.stats
@@ -281,7 +135,7 @@ public final class ReuseEngine: InferenceEngine {
         stats.tiers = after.tiers.indices.map { i in
             let a = after.tiers[i], b = storeBefore.tiers[i]
             var t = TierFigures(name: a.name)
-            t.hitTokens = hitTokens[i]
+            t.hitTokens = x.hitTokens[i]
             t.storeBytes = a.bytes
             t.bytesRead = a.bytesRead - b.bytesRead
             t.bytesWritten = a.bytesWritten - b.bytesWritten
@@ -300,13 +154,199 @@ public final class ReuseEngine: InferenceEngine {
         return result
     }
 
-    /// Documents and earlier turns of enough tokens, not at the very end, can be reused as segments.
-    private func isReusable(_ seg: PromptSegment, endsBefore: Bool) -> Bool {
-        guard endsBefore, seg.tokens.count >= options.minSegmentTokens else { return false }
-        switch seg.role {
-        case .document, .history: return true
-        case .system, .question: return false
+    // MARK: plan
+
+    /// Asks the tiers what they hold (one round trip per shared tier) and plans the request.
+    /// Time here is the breakdown's lookup, except a batched read of stored bodies (strategy
+    /// `load` on a shared tier), which is that tier's load.
+    private func makePlan(_ request: EngineRequest, prompt: [Int32], breakdown: inout TTFTBreakdown) -> (ReusePlan, PrefixMatch) {
+        let t0 = EngineCore.now()
+        // Another kvduel sharing the disk directory may have wiped it (its Ctrl-R): forget those
+        // entries first, so the match and the disk meter are true.
+        store.disk?.dropVanishedEntries()
+        var bodySeconds = 0.0
+        if let remote = store.tiers.firstIndex(where: { !$0.isLocal }) {
+            // Tiers that are not local are asked once, in one batch, for every chunk the live
+            // context does not cover and every segment that could be reused. Strategy `load` reads
+            // the bodies at once; `cake` only asks what is there (its I/O side reads chunk by
+            // chunk); `compute` does not ask for chunks.
+            var liveMatch = 0
+            let lt = live.tokens
+            while liveMatch < min(lt.count, prompt.count) && lt[liveMatch] == prompt[liveMatch] { liveMatch += 1 }
+            let covered = min(liveMatch, liveExact)
+            let chunkKeys = store.prefixKeys(for: prompt).filter { $0.tokenRange.upperBound > covered }.map(\.cacheKey)
+            var segmentKeys: [CacheKey] = []
+            var end = 0
+            for seg in request.segments {
+                end += seg.tokens.count
+                if end > covered && ReusePlan.isReusable(seg, endsBefore: end < prompt.count, minTokens: options.minSegmentTokens) {
+                    segmentKeys.append(store.segmentKey(for: seg.tokens).cacheKey)
+                }
+            }
+            let tb = EngineCore.now()
+            switch options.loadStrategy {
+            case .load: store.prefetch(chunkKeys + segmentKeys)
+            case .cake: store.prefetch(segmentKeys); store.probe(chunkKeys)
+            case .compute: store.prefetch(segmentKeys)
+            }
+            if options.loadStrategy == .load {
+                bodySeconds = EngineCore.seconds(tb, EngineCore.now())
+                breakdown.addLoad(bodySeconds, tier: store.tiers[remote].name)
+            }
         }
+        let match = store.matchPrefix(tokens: prompt)
+        let chain = match.keys.map { (tokens: $0.tokenRange, tier: store.tierIndex(of: $0) ?? 0) }
+        let segments = request.segments
+        let plan = ReusePlan.make(.init(segments: segments, liveTokens: live.tokens, liveExact: liveExact,
+                                        storedChain: chain,
+                                        segmentTier: { self.store.tierIndex(of: self.store.segmentKey(for: segments[$0].tokens)) },
+                                        minSegmentTokens: options.minSegmentTokens, strategy: options.loadStrategy))
+        breakdown.lookup += max(0, EngineCore.seconds(t0, EngineCore.now()) - bodySeconds)
+        return (plan, match)
+    }
+
+    // MARK: execute
+
+    /// What `execute` leaves for decoding and `persist`.
+    private struct Execution {
+        var work: KVState
+        var logits: [Float]
+        /// Reused tokens per tier (index into `store.tiers`).
+        var hitTokens: [Int]
+        /// Prompt tokens from here on hold approximate (blended) KV.
+        var approximateFrom: Int
+        /// Segments whose KV was reused (not stored again).
+        var blendedSegments: Set<Int>
+        /// Stored chunks from this token on are rewritten (they were found damaged or missing).
+        var rewriteChunksFrom: Int
+    }
+
+    private func execute(_ plan: ReusePlan, match: PrefixMatch, request: EngineRequest, prompt: [Int32],
+                         stats: inout RequestStats, onEvent: (EngineEvent) -> Void) -> Execution {
+        let config = core.model.config
+        let work = live
+        work.truncate(to: plan.live)
+        work.reserve(prompt.count + request.maxTokens + request.turnSuffix.count + 1)
+        var hitTokens = Array(repeating: 0, count: store.tiers.count)
+        hitTokens[0] += plan.live
+        var exactTokens = plan.liveExact
+        var computeRows: [Int] = []                 // prompt rows the final forward computes
+        var candidates: [Int] = []                  // loaded segment rows (CacheBlend candidates)
+        var candidateTier: [Int: Int] = [:]
+        var segmentHeads = Set<Int>()
+        var blended = Set<Int>()
+        var rewriteFrom = Int.max
+        var approximateFrom = plan.live > plan.liveExact ? plan.liveExact : prompt.count
+        var bd = stats.breakdown
+
+        func placeholders(_ r: Range<Int>) {
+            work.append(tokens: Array(prompt[r]), positions: r.map { Int32($0) })
+        }
+
+        for step in plan.steps {
+            switch step {
+            case .load(let c):
+                let t = EngineCore.now()
+                let key = match.keys[c.key]
+                let slots = work.count..<(work.count + c.tokens.count)
+                placeholders(c.tokens)
+                if let (entry, tier) = store.lookup(key), Self.write(entry, rows: c.skip..<(c.skip + c.tokens.count), at: slots, positions: c.tokens, into: work, ctx: core.ctx) {
+                    hitTokens[tier] += c.tokens.count
+                    exactTokens += c.tokens.count
+                    bd.addLoad(EngineCore.seconds(t, EngineCore.now()), tier: store.tiers[tier].name)
+                } else {
+                    // Damaged (now deleted) or gone: compute it, and rewrite the chain from here.
+                    rewriteFrom = min(rewriteFrom, key.tokenRange.lowerBound)
+                    computeRows += c.tokens
+                    bd.lookup += EngineCore.seconds(t, EngineCore.now())
+                }
+            case .cake(let chunks):
+                let outcome = cake(chunks, match: match, prompt: prompt, work: work, onEvent: onEvent)
+                for (tier, n) in outcome.loadedPerTier { hitTokens[tier] += n }
+                exactTokens += outcome.loaded.count
+                rewriteFrom = min(rewriteFrom, outcome.rewriteFrom)
+                bd.computeNew += outcome.computeSeconds
+                bd.addLoad(outcome.waitSeconds, tier: outcome.tier)
+                bd.overlappedLoad += outcome.overlappedSeconds
+                stats.cake = CakeSplit(computed: outcome.computed, loaded: outcome.loaded, tier: outcome.tier)
+            case .blend(let b):
+                let t = EngineCore.now()
+                let seg = request.segments[b.segment]
+                let slots = work.count..<(work.count + b.tokens.count)
+                if let (entry, tier) = store.lookup(store.segmentKey(for: seg.tokens)), entry.tokenCount == seg.tokens.count,
+                   let p0 = entry.positions.first, entry.positions == (0..<entry.tokenCount).map({ p0 + Int32($0) }) {
+                    work.append(tokens: seg.tokens, positions: entry.positions)
+                    _ = Self.write(entry, rows: 0..<entry.tokenCount, at: slots, positions: nil, into: work, ctx: core.ctx)
+                    let t2 = EngineCore.now()
+                    bd.addLoad(EngineCore.seconds(t, t2), tier: store.tiers[tier].name)
+                    work.shift(slots, by: Int32(b.tokens.lowerBound) - p0)
+                    bd.rerotate += EngineCore.seconds(t2, EngineCore.now())
+                    blended.insert(b.segment)
+                    for r in slots { candidates.append(r); candidateTier[r] = tier }
+                    for r in slots.prefix(options.segmentHeadTokens) { segmentHeads.insert(r) }
+                    approximateFrom = min(approximateFrom, b.tokens.lowerBound)
+                } else {
+                    placeholders(b.tokens)
+                    computeRows += b.tokens
+                    bd.lookup += EngineCore.seconds(t, EngineCore.now())
+                }
+            case .compute(let r):
+                placeholders(r)
+                computeRows += r
+            }
+        }
+        precondition(work.count == prompt.count && work.positions.last == Int32(prompt.count - 1))
+
+        // ---- one batched forward over everything not reused exactly ----
+        let t0 = EngineCore.now()
+        var logits: [Float]
+        var recomputed: [Int] = []
+        computeRows.sort()
+        if candidates.isEmpty {
+            logits = prefill(rows: computeRows, prompt: prompt, cache: work, onEvent: onEvent)
+            bd.computeNew += EngineCore.seconds(t0, EngineCore.now())
+        } else if options.recomputeRatio <= 0 {
+            // Pure reuse: only the fresh rows run.
+            logits = core.ctx.forward(tokens: computeRows.map { prompt[$0] }, positions: computeRows.map { Int32($0) },
+                                      cache: work, slots: computeRows)
+            bd.computeNew += EngineCore.seconds(t0, EngineCore.now())
+        } else {
+            let rows = (computeRows + candidates).sorted()
+            let batchIndex = Dictionary(uniqueKeysWithValues: rows.enumerated().map { ($1, $0) })
+            let keep = Int((options.recomputeRatio * Double(candidates.count)).rounded())
+            // Check layers must leave later layers to skip work in (a shallow model may have none).
+            let checks = options.checkLayers.filter { $0 < config.layers - 1 }
+            let blendPlan = LlamaContext.BlendPlan(candidates: candidates.map { batchIndex[$0]! }, checkLayers: checks,
+                                                   keep: keep, alwaysKeep: Set(segmentHeads.map { batchIndex[$0]! }))
+            var checkEnd = t0
+            let lastCheck = checks.max() ?? -1
+            logits = core.ctx.forward(tokens: rows.map { prompt[$0] }, positions: rows.map { Int32($0) },
+                                      cache: work, slots: rows, blend: blendPlan, recomputed: &recomputed,
+                                      layerDone: { if $0 == lastCheck { checkEnd = EngineCore.now() }; return true })
+            recomputed = recomputed.map { rows[$0] }
+            stats.checkedTokens = candidates.count
+            // One pass, several roles: its time is shared by row count (see TTFTBreakdown).
+            let t1 = EngineCore.now()
+            let checkPart = EngineCore.seconds(t0, checkEnd), rest = EngineCore.seconds(checkEnd, t1)
+            let fresh = Double(computeRows.count), cand = Double(candidates.count), rec = Double(recomputed.count)
+            bd.blendCheck += checkPart * cand / max(1, fresh + cand)
+            bd.computeNew += checkPart * fresh / max(1, fresh + cand) + rest * fresh / max(1, fresh + rec)
+            bd.recompute += rest * rec / max(1, fresh + rec)
+        }
+        onEvent(.prefillProgress(done: prompt.count, total: prompt.count))
+        stats.prefillSeconds = EngineCore.seconds(t0, EngineCore.now())
+        stats.breakdown = bd
+        stats.lookupSeconds = bd.lookup
+        stats.loadSeconds = bd.loadTotal
+
+        let recomputedRows = options.recomputeRatio <= 0 ? Set<Int>() : Set(recomputed)
+        for r in candidates where !recomputedRows.contains(r) { hitTokens[candidateTier[r]!] += 1 }
+        stats.reusedExact = exactTokens
+        stats.recomputed = recomputedRows.count
+        stats.reusedBlended = (plan.live - plan.liveExact) + candidates.count - recomputedRows.count
+        stats.computedFresh = prompt.count - stats.reusedExact - stats.reusedBlended - stats.recomputed
+        return Execution(work: work, logits: logits, hitTokens: hitTokens, approximateFrom: approximateFrom,
+                         blendedSegments: blended, rewriteChunksFrom: rewriteFrom)
     }
 
     /// Fresh rows only: prefill in ubatches with progress events.
@@ -324,26 +364,64 @@ public final class ReuseEngine: InferenceEngine {
         return logits
     }
 
+    // MARK: persist
+
+    /// After the answer: finish encoding it for the next turn, keep the context live, store this
+    /// request's chunks and segments, and make room for the next turn off its critical path.
+    private func persist(_ x: inout Execution, decoded d: EngineCore.Decoded, request: EngineRequest, prompt: [Int32], cancelled: Bool) {
+        // The kernels compute a token's KV the same whether it is decoded or prefilled in a batch,
+        // so the answer's KV left in the cache by decoding (or by scoring) is already exactly what
+        // the baseline's prefill of the next prompt computes. Only the rest of the answer + turn
+        // suffix (at least the last sampled token, which was never fed back) runs now.
+        let work = x.work
+        let tail = d.tokens + request.turnSuffix
+        var kept = 0
+        let heldTokens = work.tokens, heldPositions = work.positions
+        while kept < tail.count && prompt.count + kept < work.count
+                && heldTokens[prompt.count + kept] == tail[kept]
+                && heldPositions[prompt.count + kept] == Int32(prompt.count + kept) { kept += 1 }
+        work.truncate(to: prompt.count + kept)
+        let encoded = !cancelled
+        if encoded && kept < tail.count {
+            core.ctx.forward(tokens: Array(tail[kept...]), positions: (kept..<tail.count).map { Int32(prompt.count + $0) },
+                             cache: work, logits: .none)
+        }
+        live = work
+        liveExact = x.approximateFrom == prompt.count ? work.count : x.approximateFrom
+        // The prompt's own chain too (its partial tail differs from prompt + answer's), so the
+        // same short prompt asked again, after a restart or a new conversation, is found.
+        storeChunks(upTo: min(prompt.count, liveExact), rewriteFrom: x.rewriteChunksFrom)
+        storeChunks(upTo: liveExact, rewriteFrom: x.rewriteChunksFrom)
+        storeSegments(request.segments, skipping: x.blendedSegments, answer: encoded ? tail : nil)
+        // Room for a follow-up (a question and its answer), so the next turn does not grow the
+        // cache (allocate, zero and copy every layer) on its critical path.
+        live.reserve(live.count + 1024)
+    }
+
     // MARK: - store
 
-    /// Appends a stored entry's KV (at its stored positions) to `cache`; returns the slots.
-    /// Appends a stored entry's KV from token `skip` on (at its stored positions) to `cache`.
-    @discardableResult
-    private func load(_ entry: EncodedKV, tokens: [Int32], into cache: KVState, from skip: Int = 0) -> Range<Int> {
-        let positions = entry.positions
-        let r = cache.append(tokens: Array(tokens[skip...]), positions: Array(positions[skip...]))
-        let d = cache.kvDim
-        var tk = [Float](repeating: 0, count: entry.tokenCount * d), tv = tk
-        tk.withUnsafeMutableBufferPointer { kb in
-            tv.withUnsafeMutableBufferPointer { vb in
-                for l in 0..<cache.config.layers {
-                    entry.decode(.k, layer: l, into: kb.baseAddress!)
-                    entry.decode(.v, layer: l, into: vb.baseAddress!)
-                    cache.write(layer: l, slot: r.lowerBound, k: kb.baseAddress! + skip * d, v: vb.baseAddress! + skip * d, count: r.count)
-                }
-            }
+    /// Writes rows `rows` of a stored entry into `slots` of `cache` (already claimed), decoding
+    /// the layers in parallel on `ctx`'s workers. With `positions`, the entry's stored positions
+    /// for those rows must be exactly these (a chunk of the prefix chain); false, and nothing
+    /// written, when they are not.
+    static func write(_ entry: EncodedKV, rows: Range<Int>, at slots: Range<Int>, positions: Range<Int>?,
+                      into cache: KVState, ctx: LlamaContext) -> Bool {
+        precondition(rows.count == slots.count && rows.upperBound <= entry.tokenCount)
+        if let positions {
+            let stored = entry.positions
+            for (r, p) in zip(rows, positions) where stored[r] != Int32(p) { return false }
         }
-        return r
+        let d = cache.kvDim, n = entry.tokenCount
+        let box = UncheckedBox(cache)
+        ctx.parallelFor(cache.config.layers) { l in
+            let k = UnsafeMutablePointer<Float>.allocate(capacity: 2 * n * d)
+            defer { k.deallocate() }
+            let v = k + n * d
+            entry.decode(.k, layer: l, into: k)
+            entry.decode(.v, layer: l, into: v)
+            box.value.write(layer: l, slot: slots.lowerBound, k: k + rows.lowerBound * d, v: v + rows.lowerBound * d, count: rows.count)
+        }
+        return true
     }
 
     private func block(_ slots: Range<Int>) -> KVBlock {

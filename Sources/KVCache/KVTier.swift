@@ -60,6 +60,8 @@ public protocol KVTier: AnyObject, Sendable {
     func children(of parent: Digest128) -> [(key: CacheKey, tokenCount: Int)]
     /// The entries held among `keys`, in as few round trips as the tier allows (remote: one).
     func fetch(_ keys: [CacheKey]) -> [CacheKey: EncodedKV]
+    /// Which of `keys` are held, without their bodies, in as few round trips as the tier allows.
+    func present(_ keys: [CacheKey]) -> Set<CacheKey>
 }
 
 extension KVTier {
@@ -68,6 +70,7 @@ extension KVTier {
         for k in keys { if let v = get(k) { out[k] = v } }
         return out
     }
+    public func present(_ keys: [CacheKey]) -> Set<CacheKey> { Set(keys.filter { contains($0) }) }
 }
 
 extension TierStats {

@@ -100,10 +100,13 @@ public final class TieredStore: @unchecked Sendable {
         public var diskCapacityBytes: Int
         public var chunkSize: Int
         public var fsyncWrites: Bool
+        /// Reads from disk pass this link (`--disk-bandwidth`); nil = as fast as the disk is.
+        public var diskThrottle: Throttle?
 
         public init(fingerprint: ModelFingerprint, layers: Int, kvDim: Int, encoding: KVEncoding = .default,
                     ramCapacityBytes: Int, diskDirectory: String? = nil, diskCapacityBytes: Int = 0,
-                    chunkSize: Int = PrefixKeys.defaultChunkSize, fsyncWrites: Bool = false) {
+                    chunkSize: Int = PrefixKeys.defaultChunkSize, fsyncWrites: Bool = false,
+                    diskThrottle: Throttle? = nil) {
             self.fingerprint = fingerprint
             self.layers = layers
             self.kvDim = kvDim
@@ -113,6 +116,7 @@ public final class TieredStore: @unchecked Sendable {
             self.diskCapacityBytes = diskCapacityBytes
             self.chunkSize = max(1, chunkSize)
             self.fsyncWrites = fsyncWrites
+            self.diskThrottle = diskThrottle
         }
     }
 
@@ -130,6 +134,8 @@ public final class TieredStore: @unchecked Sendable {
     private var lookupNanos: UInt64 = 0, loadNanos: UInt64 = 0
     /// What `prefetch` found in tiers that are not local: entry and tier index.
     private var prefetched: [CacheKey: (value: EncodedKV, tier: Int)] = [:]
+    /// What `probe` found in tiers that are not local, without bodies: tier index.
+    private var probed: [CacheKey: Int] = [:]
 
     /// Opens the tiers; throws only if the disk directory cannot be created. `lowerTiers` come
     /// after RAM and disk, in order (e.g. a remote tier shared with other instances).
@@ -145,7 +151,9 @@ public final class TieredStore: @unchecked Sendable {
             disk = nil
         }
         var tiers: [any KVTier] = [ram]
-        if let disk { tiers.append(disk) }
+        if let disk {
+            if let t = configuration.diskThrottle, t.isActive { tiers.append(ThrottledTier(disk, throttle: t)) } else { tiers.append(disk) }
+        }
         tiers += lowerTiers
         self.tiers = tiers
         tierHits = Array(repeating: 0, count: tiers.count)
@@ -205,6 +213,10 @@ public final class TieredStore: @unchecked Sendable {
             }
         }
         if found == nil, let p = lock.held({ prefetched.removeValue(forKey: key) }) { found = p }
+        if found == nil, let i = lock.held({ probed.removeValue(forKey: key) }), let v = tiers[i].get(key),
+           v.layers == configuration.layers, v.kvDim == configuration.kvDim {
+            found = (v, i)
+        }
         if let f = found, f.tier > 0, f.value.byteCount <= ram.capacityBytes { ram.put(key, f.value) }
         let elapsed = Self.now() &- start
         lock.held {
@@ -239,6 +251,39 @@ public final class TieredStore: @unchecked Sendable {
         return found
     }
 
+    /// Asks every tier that is not local which of `keys` it holds, without their bodies (a remote
+    /// tier: one round trip); `location`, `contains` and `tierIndex` know them until
+    /// `clearPrefetched()`, and `lookup` then reads each with a round trip of its own (Cake's I/O
+    /// side loads chunk by chunk). Returns the number found.
+    @discardableResult
+    public func probe(_ keys: [CacheKey]) -> Int {
+        let remoteTiers = tiers.indices.filter { !tiers[$0].isLocal }
+        guard !remoteTiers.isEmpty else { return 0 }
+        let start = Self.now()
+        var seen = Set<CacheKey>()
+        var want = keys.filter { k in
+            seen.insert(k).inserted && !tiers.contains { $0.isLocal && $0.contains(k) } && lock.held { prefetched[k] == nil }
+        }
+        var found = 0
+        for i in remoteTiers where !want.isEmpty {
+            let got = tiers[i].present(want)
+            lock.held { for k in got where probed[k] == nil { probed[k] = i } }
+            found += got.count
+            want.removeAll { got.contains($0) }
+        }
+        let elapsed = Self.now() &- start
+        lock.held { lookupNanos &+= elapsed }
+        return found
+    }
+
+    /// Index in `tiers` of the fastest tier holding the entry (for a tier that is not local:
+    /// found by `prefetch` or `probe`).
+    public func tierIndex(of key: some CacheKeyConvertible) -> Int? {
+        let key = key.cacheKey
+        for (i, tier) in tiers.enumerated() where tier.isLocal && tier.contains(key) { return i }
+        return lock.held { prefetched[key]?.tier ?? probed[key] }
+    }
+
     /// Ends a request's prefetch: what `prefetch` found and `get` did not take is kept in RAM
     /// when it fits (it was transferred already, and asking again would cost another round trip),
     /// unless `keep` is false; then the list is dropped.
@@ -246,6 +291,7 @@ public final class TieredStore: @unchecked Sendable {
         let left = lock.held { () -> [CacheKey: (value: EncodedKV, tier: Int)] in
             let p = prefetched
             prefetched = [:]
+            probed = [:]
             return p
         }
         guard keep else { return }
@@ -270,10 +316,7 @@ public final class TieredStore: @unchecked Sendable {
 
     /// The fastest tier holding the entry (for a tier that is not local: found by `prefetch`).
     public func location(of key: some CacheKeyConvertible) -> StoreTier? {
-        let key = key.cacheKey
-        for tier in tiers where tier.isLocal && tier.contains(key) { return StoreTier(tier.name) }
-        if let i = lock.held({ prefetched[key]?.tier }) { return StoreTier(tiers[i].name) }
-        return nil
+        tierIndex(of: key).map { StoreTier(tiers[$0].name) }
     }
 
     /// The longest stored prefix of `tokens`: chain keys while they are stored, then, at the first

@@ -57,11 +57,13 @@ public final class LlamaContext: @unchecked Sendable {
     /// are overwritten and relabelled), or at new slots appended to the cache when `slots` is nil.
     /// Each query attends to every cache slot whose position is ≤ its own.
     /// Returns logits [rows, V] for the rows asked for (with a blend plan, `.all` means the rows
-    /// that ran to the end, in batch order).
+    /// that ran to the end, in batch order). `layerDone(l)` runs after each layer; returning false
+    /// ends the pass there (no logits).
     @discardableResult
     public func forward(tokens: [Int32], positions: [Int32], cache: KVState, slots: [Int]? = nil,
                         logits: LogitRows = .last, blend: BlendPlan? = nil,
-                        recomputed: UnsafeMutablePointer<[Int]>? = nil) -> [Float] {
+                        recomputed: UnsafeMutablePointer<[Int]>? = nil,
+                        layerDone: ((Int) -> Bool)? = nil) -> [Float] {
         let c = config, w = model.weights
         var T = tokens.count
         precondition(T > 0 && positions.count == T)
@@ -175,6 +177,9 @@ public final class LlamaContext: @unchecked Sendable {
                 T = kept.count
                 recomputed?.pointee = rowOrigin.filter { isCandidate[$0] }
             }
+            // The caller may stop the pass here (Cake: the rows' KV arrived from the store
+            // meanwhile); the rows' later layers are then left for the caller to fill.
+            if let layerDone, !layerDone(l) { return [] }
         }
 
         // ---- output head: logits for the rows asked for ----
@@ -190,6 +195,11 @@ public final class LlamaContext: @unchecked Sendable {
             Kernels.matmul(xn, rows: rows.count, w.output, out.baseAddress!, q: quant, pool: pool, precise: preciseActivations)   // [rows, V]
             n = rows.count * V
         }
+    }
+
+    /// `body(i)` for `i` in `0..<count`, split across this context's workers (inline with one thread).
+    public func parallelFor(_ count: Int, _ body: (Int) -> Void) {
+        parallelRanges(count, pool: pool) { r in for i in r { body(i) } }
     }
 
     // MARK: - pieces

@@ -227,6 +227,21 @@ public final class RedisTier: KVTier, @unchecked Sendable {
         return out
     }
 
+    /// One pipelined round trip of EXISTS, one per key (no bodies).
+    public func present(_ keys: [CacheKey]) -> Set<CacheKey> {
+        guard !keys.isEmpty else { return [] }
+        let start = Self.now()
+        guard let replies = readPipeline(keys.map { [Array("EXISTS".utf8), redisKey($0)] }), replies.count == keys.count else { return [] }
+        var out = Set<CacheKey>()
+        for (k, r) in zip(keys, replies) { if case .integer(let n) = r, n > 0 { out.insert(k) } }
+        let elapsed = Self.now() - start
+        cond.lock()
+        stats_.roundTrips += 1
+        stats_.readSeconds += elapsed
+        cond.unlock()
+        return out
+    }
+
     public func get(_ key: some CacheKeyConvertible) -> EncodedKV? {
         let k = key.cacheKey
         return fetch([k])[k]
@@ -300,6 +315,18 @@ public final class RedisTier: KVTier, @unchecked Sendable {
 
     /// A command on the reader connection; nil (at once, without I/O) while unreachable, or on failure.
     private func readCommand(_ args: [[UInt8]]) -> RedisReply? {
+        guard let r = readPipeline([args])?.first else { return nil }
+        if case .error(let e) = r {
+            cond.lock()
+            lastError_ = e
+            cond.unlock()
+            return nil
+        }
+        return r
+    }
+
+    /// Commands pipelined on the reader connection (one round trip); nil while unreachable or on failure.
+    private func readPipeline(_ commands: [[[UInt8]]]) -> [RedisReply]? {
         readLock.lock()
         defer { readLock.unlock() }
         cond.lock()
@@ -314,19 +341,13 @@ public final class RedisTier: KVTier, @unchecked Sendable {
                 return nil
             }
         }
-        guard let reply = reader!.command(args) else {
+        guard let replies = reader!.pipeline(commands), replies.count == commands.count else {
             let err = reader?.lastError ?? "connection lost"
             reader = nil
             noteFailure(err)
             return nil
         }
-        if case .error(let e) = reply {
-            cond.lock()
-            lastError_ = e
-            cond.unlock()
-            return nil
-        }
-        return reply
+        return replies
     }
 
     /// Marks the server lost: reads return nothing until the writer thread reconnects.

@@ -18,7 +18,7 @@ public final class LiveRerun: ActionSource {
         actions = log.events.filter {
             guard $0.action.origin == .person else { return false }
             switch $0.action {
-            case .quitRequested, .helpToggled: return false
+            case .quitRequested, .helpToggled, .breakdownToggled: return false
             default: return true
             }
         }

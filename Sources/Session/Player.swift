@@ -69,7 +69,7 @@ public final class ReplayPlayer {
     /// Whether an action is replayed into the state. Quit and help belong to the viewer.
     public static func isReplayed(_ a: Action) -> Bool {
         switch a {
-        case .quitRequested, .helpToggled, .tick: return false
+        case .quitRequested, .helpToggled, .breakdownToggled, .tick: return false
         default: return true
         }
     }

@@ -58,7 +58,7 @@ public final class SessionRecorder: ActionSink, @unchecked Sendable {
 
     public static func isRecorded(_ action: Action) -> Bool {
         switch action {
-        case .tick, .helpToggled, .quitRequested: return false
+        case .tick, .helpToggled, .breakdownToggled, .quitRequested: return false
         default: return true
         }
     }

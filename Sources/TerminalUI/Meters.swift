@@ -46,6 +46,10 @@ public struct PaneMeters: Sendable, Equatable {
     /// The largest TTFT of either pane (both sparklines share the scale).
     public var ttftScale: Double
     public var quality: Quality
+    /// Cake's meeting point in the last answer's prompt, when it used Cake.
+    public var cake: CakeSplit?
+    /// The last answer's TTFT split into parts, when the breakdown is shown.
+    public var breakdown: TTFTBreakdown?
 
     public init(_ s: AppState, _ pane: PaneID) {
         let p = s[pane]
@@ -68,6 +72,8 @@ public struct PaneMeters: Sendable, Equatable {
             decodeRate = st.decodeTokensPerSecond
         }
         turn = p.lastStats
+        cake = pane == .cached ? p.lastStats?.cake : nil
+        breakdown = s.showBreakdown ? p.lastStats?.breakdown : nil
         cumulative = p.cumulative
         liveKVBytes = p.lastStats?.kvBytesLive ?? 0
         turnTiers = p.lastStats?.tiers ?? []
@@ -174,6 +180,27 @@ public func meterLines(_ m: PaneMeters, width: Int) -> [[Span]] {
         tierChips.append(chip)
     }
 
+    // Cake: where the compute side (from the front) and the I/O side (from the back) met.
+    if let c = m.cake {
+        func span(_ r: Range<Int>) -> String { r.isEmpty ? "none" : "\(r.lowerBound)–\(r.upperBound - 1)" }
+        tierChips.append(compact
+            ? [Span("cake ", label), Span("▸\(span(c.computed)) ◂\(span(c.loaded))", value)]
+            : [Span("computed ", label), Span(span(c.computed), value), Span(" ▸ ◂ ", Style(.accent, bold: true)),
+               Span("loaded ", label), Span(span(c.loaded), value), Span(" from \(c.tier)", label)])
+    }
+    // TTFT breakdown (behind a key): the parts add up to the TTFT.
+    var breakdownLines: [[Span]] = []
+    if let b = m.breakdown {
+        var chips: [[Span]] = [[Span(compact ? "TTFT =" : "TTFT parts:", Style(.accent, bold: true))]]
+        let shown = b.parts.filter { $0.seconds >= 0.00005 }
+        for p in shown { chips.append([Span(p.name + " ", label), Span(Fmt.seconds(p.seconds), value)]) }
+        if shown.isEmpty { chips.append([Span("–", value)]) }
+        if b.overlappedLoad >= 0.00005 {
+            chips.append([Span("(+ \(Fmt.seconds(b.overlappedLoad)) loading hidden behind compute)", label)])
+        }
+        breakdownLines = flow(chips, width: width)
+    }
+
     // TTFT per turn, both panes on the same scale.
     let sparkLabel = compact ? "" : "TTFT/turn "
     let room = max(1, compact ? min(12, width / 3) : width - sparkLabel.count - 16)
@@ -209,9 +236,11 @@ public func meterLines(_ m: PaneMeters, width: Int) -> [[Span]] {
             + flow([hitChip, allChip], width: width)
             + flow([recomputedChip, kvChip], width: width)
             + (extra.isEmpty ? [] : flow(extra, width: width))
+            + breakdownLines
             + flow([spark] + quality, width: width)
     }
     return flow([ttftChip, decodeChip, hitChip, allChip, recomputedChip, kvChip] + extra, width: width)
+        + breakdownLines
         + [spark]
         + flow(quality, width: width)
 }

@@ -53,6 +53,8 @@ public func helpLines(width: Int, short: Bool = false,
 public let helpNotes = [
     "Both engines get the same prompt every turn: the history is built from the BASELINE's answer.",
     "Hit rate = reused / prompt tokens (exact prefix + re-positioned segments). Recomputed = tokens of reused blocks computed again to repair attention across blocks.",
+    "Cake (stored prefix in a slow tier): the cached engine prefills from the front while an I/O thread loads stored KV from the back; they stop where they meet, shown as computed A–B ▸ ◂ loaded C–D.",
+    "It is never slower than the better of loading all or computing all; --load-strategy cake|load|compute picks, and --remote-bandwidth/--remote-latency/--disk-bandwidth dial the link down for a demo.",
     "Schedule parallel: both engines at once, half the threads each. Schedule alternate: one after the other with all threads; absolute TTFT is more accurate.",
 ]
 

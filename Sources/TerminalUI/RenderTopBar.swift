@@ -9,7 +9,10 @@ func drawTopBar(_ g: inout CellGrid, _ s: AppState, _ r: Rect) {
     let size = i.modelBytes > 0 ? " (\(Fmt.bytes(i.modelBytes)))" : ""
     let threads = "\(i.threadsPerEngine) thread\(i.threadsPerEngine == 1 ? "" : "s")/engine"
     let rss = s.rssBytes > 0 ? Fmt.bytes(s.rssBytes) : "–"
-    let remote = i.remote.map { ["remote \($0)"] } ?? []
+    var remote = i.remote.map { ["remote \($0)"] } ?? []
+    // A dialed-down link makes loading slower on purpose: say so, with the strategy it tests.
+    if !i.link.isEmpty { remote.append("link " + i.link) }
+    if let st = i.loadStrategy, i.remote != nil || !i.link.isEmpty { remote.append("prefix: " + st) }
     var full = [" kvduel", i.modelName + size, threads, "schedule: \(i.schedule.rawValue)",
                 "recompute \(Fmt.percent(i.recomputeRatio))",
                 "store \(Fmt.bytes(i.storeCapacityBytes)) \(i.storage)"] + remote + ["RSS \(rss) "]

@@ -42,12 +42,17 @@ struct Chat: ParsableCommand {
         let perEngine = sched == .parallel ? max(1, threads / 2) : threads
         let options = try cacheOptions.engineOptions(diskDirectory: noDisk ? nil : ModelOptions.cacheDir + "/kv")
         let remoteURL = try remoteOptions.url()
+        let links = remoteOptions
+        _ = try links.strategy()
+        _ = try links.throttles()
 
         var config = DuelConfig(info: SessionInfo(modelName: "", threadsPerEngine: perEngine, schedule: sched,
                                                   recomputeRatio: options.recomputeRatio,
                                                   storeCapacityBytes: options.ramBytes, storage: options.encoding.description),
                                 theme: theme)
         config.info.remote = remoteURL?.description
+        config.info.loadStrategy = try remoteOptions.strategy().rawValue
+        config.info.link = remoteOptions.linkDescription
         var loadedScenario: Scenario?
         if let scenario {
             do { loadedScenario = try Scenario.load(path: scenario) } catch { throw CLIError("\(error)") }
@@ -128,10 +133,8 @@ struct Chat: ParsableCommand {
                                        fingerprintProgress: { f in progress(0.9 + f * 0.05, "Fingerprinting… \(Int(f * 100))%") })
             recorder?.setModel(fingerprint: model.fingerprint)
             var options = options
-            if let remoteURL {
-                progress(0.96, "Connecting to \(remoteURL)…")
-                options.lowerTiers = [RemoteOptions.tier(remoteURL, model: model, encoding: options.encoding)]
-            }
+            if let remoteURL { progress(0.96, "Connecting to \(remoteURL)…") }
+            try links.apply(to: &options, url: remoteURL, model: model)
             return try makeLlamaEngines(model, tokenizer, threads: perEngine, options: options, progress: progress)
         }, divergence: firstTokenKL, source: source, sinks: recorder.map { [$0] } ?? [], chrome: chrome)
         finish(recorder)

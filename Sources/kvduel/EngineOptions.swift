@@ -51,6 +51,57 @@ struct RemoteOptions: ParsableArguments {
         "Share KV with other instances through a Redis-protocol server: redis://[user:password@]host:port[/db]. Also $KVDUEL_REMOTE; the password also from $KVDUEL_REMOTE_PASSWORD; $KVDUEL_REMOTE_SECRET signs every entry (HMAC-SHA256).",
         valueName: "url"))
     var remote: String?
+    @Option(help: ArgumentHelp(
+        "How the cached engine brings in a stored prefix that sits in a slow tier (disk, remote): cake (prefill from the front while an I/O thread loads from the back; they stop where they meet), load (load all of it) or compute (prefill it).",
+        valueName: "cake|load|compute"))
+    var loadStrategy: String = LoadStrategy.cake.rawValue
+    @Option(help: ArgumentHelp("Throttle reads from the remote tier to this many MB/s (10^6 bytes; a token bucket in the client). Default: unthrottled.", valueName: "MB/s"))
+    var remoteBandwidth: Double?
+    @Option(help: ArgumentHelp("Add this many milliseconds to every remote round trip. Default: 0.", valueName: "ms"))
+    var remoteLatency: Double = 0
+    @Option(help: ArgumentHelp("Throttle reads from the disk tier to this many MB/s. Default: unthrottled.", valueName: "MB/s"))
+    var diskBandwidth: Double?
+
+    func strategy() throws -> LoadStrategy {
+        guard let s = LoadStrategy(rawValue: loadStrategy.lowercased()) else {
+            throw CLIError("--load-strategy must be one of cake, load, compute, got '\(loadStrategy)'")
+        }
+        return s
+    }
+
+    /// The links as set on the command line (validated).
+    func throttles() throws -> (remote: Throttle?, disk: Throttle?) {
+        for (name, v) in [("--remote-bandwidth", remoteBandwidth), ("--disk-bandwidth", diskBandwidth)] {
+            if let v, !(v > 0 && v.isFinite) { throw CLIError("\(name) must be a positive number of MB/s, got \(v)") }
+        }
+        guard remoteLatency >= 0 && remoteLatency.isFinite else { throw CLIError("--remote-latency must be 0 or more milliseconds, got \(remoteLatency)") }
+        let remote = remoteBandwidth != nil || remoteLatency > 0
+            ? Throttle(bytesPerSecond: remoteBandwidth.map { $0 * 1e6 }, latency: remoteLatency / 1000) : nil
+        let disk = diskBandwidth.map { Throttle(bytesPerSecond: $0 * 1e6) }
+        return (remote, disk)
+    }
+
+    /// Sets the load strategy and the disk link on `options`, and the remote tier (behind its link)
+    /// when `url` is given. Returns the remote tier itself (to close it at the end).
+    @discardableResult
+    func apply(to options: inout ReuseEngine.Options, url: RedisURL?, model: LlamaModel) throws -> RedisTier? {
+        options.loadStrategy = try strategy()
+        let (remoteLink, diskLink) = try throttles()
+        options.diskThrottle = diskLink
+        guard let url else { return nil }
+        let tier = Self.tier(url, model: model, encoding: options.encoding)
+        options.lowerTiers = [remoteLink.map { ThrottledTier(tier, throttle: $0) } ?? tier]
+        return tier
+    }
+
+    /// What the links do, for the top bar and the bench header ("" when nothing is throttled).
+    var linkDescription: String {
+        var parts: [String] = []
+        if let b = remoteBandwidth { parts.append(String(format: "remote %g MB/s", b)) }
+        if remoteLatency > 0 { parts.append(String(format: "remote +%g ms/round trip", remoteLatency)) }
+        if let b = diskBandwidth { parts.append(String(format: "disk %g MB/s", b)) }
+        return parts.joined(separator: ", ")
+    }
 
     /// The parsed URL, or nil when no remote tier is asked for.
     func url(environment: [String: String] = ProcessInfo.processInfo.environment) throws -> RedisURL? {

@@ -13,7 +13,7 @@ struct KVDuel: ParsableCommand {
 struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Benchmarks: a scenario through both engines (default), or the engine alone.",
-        subcommands: [BenchScenario.self, BenchEngine.self, BenchRender.self], defaultSubcommand: BenchScenario.self)
+        subcommands: [BenchScenario.self, BenchEngine.self, BenchCake.self, BenchRender.self], defaultSubcommand: BenchScenario.self)
 }
 
 struct BenchRender: ParsableCommand {

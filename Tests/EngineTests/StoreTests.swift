@@ -30,7 +30,13 @@ final class StoreTests: XCTestCase {
     }
 
     /// Ratio 1 and f32 entries, so outputs can be compared with the baseline exactly.
-    func options(_ dir: String) -> ReuseEngine.Options { Fixture.tinyOptions(ratio: 1.0, disk: dir, encoding: .f32) }
+    /// These tests are about what the disk holds, so the disk's chunks are loaded, not raced
+    /// against the tiny model's compute (Cake; see CakeTests).
+    func options(_ dir: String) -> ReuseEngine.Options {
+        var o = Fixture.tinyOptions(ratio: 1.0, disk: dir, encoding: .f32)
+        o.loadStrategy = .load
+        return o
+    }
 
     func kvFiles(_ dir: String) throws -> [String] {
         try FileManager.default.contentsOfDirectory(atPath: dir).filter { $0.hasSuffix(".kv") }.sorted().map { dir + "/" + $0 }

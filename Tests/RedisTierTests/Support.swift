@@ -140,8 +140,11 @@ enum Fixture {
     }
 
     /// Engine options for the tiny model: RAM only plus the given lower tiers.
-    static func options(_ tiers: [any KVTier]) -> ReuseEngine.Options {
+    /// Strategy `load` by default: these tests count what the shared tier holds and its round
+    /// trips; whether Cake's compute side beats the link on the tiny model is not their subject.
+    static func options(_ tiers: [any KVTier], strategy: LoadStrategy = .load) -> ReuseEngine.Options {
         var o = ReuseEngine.Options()
+        o.loadStrategy = strategy
         o.recomputeRatio = 0.15
         o.checkLayers = [0]
         o.ramBytes = 64 << 20

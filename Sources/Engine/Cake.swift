@@ -1,0 +1,183 @@
+import Dispatch
+import Foundation
+import KVCache
+import Llama
+
+// Cake (Jin et al., "Compute Or Load KV Cache? Why Not Both?", arXiv 2410.03065): for a stored
+// prefix in a slow tier, the compute side prefills from the front while an I/O thread loads the
+// stored chunks from the back; they stop where they meet. The meeting point is found at run time.
+
+/// Where Cake's two sides stand, at token granularity, over a region of the prompt.
+///
+/// The compute side claims steps from the front; the I/O side, after fetching a stored chunk
+/// that ends where the loaded part begins, keeps the part of it the compute side has not claimed.
+/// Neither side ever takes a token the other has: they meet exactly.
+public final class CakeMeeting: @unchecked Sendable {
+    public let region: Range<Int>
+    private let lock = NSLock()
+    /// The compute side has finished `region.lowerBound..<committed` and is working up to `front`.
+    private var committed: Int
+    private var front: Int
+    private var loadedFrom: Int
+    private var abort = false
+
+    public init(region: Range<Int>) {
+        self.region = region
+        committed = region.lowerBound
+        front = region.lowerBound
+        loadedFrom = region.upperBound
+    }
+
+    /// Tokens the compute side has computed (`region.lowerBound..<computedEnd`) and those the I/O
+    /// side holds (`loadedStart..<region.upperBound`). After the meeting they tile the region.
+    public var computedEnd: Int { lock.lock(); defer { lock.unlock() }; return committed }
+    public var loadedStart: Int { lock.lock(); defer { lock.unlock() }; return loadedFrom }
+
+    /// The compute side's next step of at most `step` tokens; nil once it has met the loaded part.
+    public func claimCompute(step: Int) -> Range<Int>? {
+        lock.lock(); defer { lock.unlock() }
+        guard front < loadedFrom else { return nil }
+        let r = front..<min(front + max(1, step), loadedFrom)
+        front = r.upperBound
+        return r
+    }
+
+    /// Whether the compute side should go on with its step (false: the I/O side took its rows).
+    public func continueStep() -> Bool {
+        lock.lock(); defer { lock.unlock() }
+        return !abort
+    }
+
+    /// The compute side finished its step (true), or stopped it because the I/O side took part
+    /// of it (false: the part below the loaded rows is claimed again by the next step).
+    @discardableResult
+    public func finishStep(_ r: Range<Int>) -> Bool {
+        lock.lock(); defer { lock.unlock() }
+        if abort {
+            abort = false
+            return false
+        }
+        committed = r.upperBound
+        return true
+    }
+
+    /// Whether fetching the stored chunk covering `chunk` can still help: it ends where the loaded
+    /// part begins and the compute side has not finished it.
+    public func wants(_ chunk: Range<Int>) -> Bool {
+        lock.lock(); defer { lock.unlock() }
+        return chunk.upperBound == loadedFrom && committed < chunk.upperBound
+    }
+
+    /// The I/O side has fetched the chunk covering `chunk`: returns the part it keeps (what the
+    /// compute side has not finished) and claims it; nil when the compute side has finished all
+    /// of it meanwhile. A compute step in progress over those rows is stopped; the rows of that
+    /// step below the chunk go back to the compute side.
+    public func offerLoaded(_ chunk: Range<Int>) -> Range<Int>? {
+        lock.lock(); defer { lock.unlock() }
+        guard chunk.upperBound == loadedFrom else { return nil }
+        let from = max(chunk.lowerBound, committed)
+        guard from < chunk.upperBound else { return nil }
+        if from < front {
+            abort = true
+            front = committed
+        }
+        loadedFrom = from
+        return from..<chunk.upperBound
+    }
+}
+
+extension ReuseEngine {
+    /// What Cake's two sides did in one turn.
+    struct CakeOutcome {
+        var computed: Range<Int>
+        var loaded: Range<Int>
+        /// Loaded tokens per tier (index into `store.tiers`).
+        var loadedPerTier: [Int: Int] = [:]
+        /// The I/O side found this chunk start damaged or gone (the compute side took it).
+        var rewriteFrom = Int.max
+        var tier: String
+        /// Compute side, from the start until it met the loaded part (critical path).
+        var computeSeconds = 0.0
+        /// Decoding what the I/O side fetched into the cache, after the meeting (critical path).
+        var waitSeconds = 0.0
+        /// I/O time hidden behind compute.
+        var overlappedSeconds = 0.0
+    }
+
+    /// First compute step, in tokens; each later step doubles, up to `maxComputeStep`. Small first
+    /// steps let a fast tier win the whole prefix after little compute; larger later steps keep
+    /// prefill efficient when the link is slow.
+    static let firstComputeStep = 16
+    static let maxComputeStep = 512
+
+    /// Runs Cake over `chunks` (consecutive stored prefix chunks, already in the plan's order):
+    /// claims their slots, computes from the front on this thread while an I/O thread fetches
+    /// from the back, then decodes what was fetched into the slots the I/O side kept.
+    func cake(_ chunks: [ReusePlan.Chunk], match: PrefixMatch, prompt: [Int32], work: KVState,
+              onEvent: (EngineEvent) -> Void) -> CakeOutcome {
+        let region = chunks.first!.tokens.lowerBound..<chunks.last!.tokens.upperBound
+        // Slots equal prompt positions; the region's slots start where the cache ends now.
+        precondition(work.count == region.lowerBound)
+        work.append(tokens: Array(prompt[region]), positions: region.map { Int32($0) })
+        let meeting = CakeMeeting(region: region)
+        let store = self.store
+        let keys = chunks.map { match.keys[$0.key] }
+
+        // ---- I/O side: fetch only (no decoding), from the back ----
+        final class Fetched: @unchecked Sendable {
+            let lock = NSLock()
+            var entries: [(entry: EncodedKV, chunk: ReusePlan.Chunk, keep: Range<Int>, tier: Int)] = []
+            var failedAt: Int?
+            var finishedAt: UInt64 = 0
+        }
+        let fetched = Fetched()
+        let t0 = EngineCore.now()
+        Thread.detachNewThread {
+            defer { fetched.lock.lock(); fetched.finishedAt = EngineCore.now(); fetched.lock.unlock() }
+            for j in chunks.indices.reversed() {
+                let c = chunks[j]
+                guard meeting.wants(c.tokens) else { return }
+                guard let (entry, tier) = store.lookup(keys[j]), entry.tokenCount == keys[j].tokenCount,
+                      zip(entry.positions[c.skip..<(c.skip + c.tokens.count)], c.tokens).allSatisfy({ $0 == Int32($1) }) else {
+                    fetched.lock.lock(); fetched.failedAt = j; fetched.lock.unlock()
+                    return
+                }
+                guard let keep = meeting.offerLoaded(c.tokens) else { return }
+                fetched.lock.lock(); fetched.entries.append((entry, c, keep, tier)); fetched.lock.unlock()
+            }
+        }
+
+        // ---- compute side: from the front, until it meets the loaded part ----
+        var step = Self.firstComputeStep
+        while let r = meeting.claimCompute(step: step) {
+            core.ctx.forward(tokens: Array(prompt[r]), positions: r.map { Int32($0) }, cache: work,
+                             slots: Array(r), logits: .none, layerDone: { _ in meeting.continueStep() })
+            guard meeting.finishStep(r) else { continue }
+            onEvent(.prefillProgress(done: r.upperBound, total: prompt.count))
+            step = min(step * 2, Self.maxComputeStep)
+        }
+        let t1 = EngineCore.now()
+        // Once the compute side has stopped, the I/O side can keep nothing more: its list is final.
+        fetched.lock.lock()
+        let entries = fetched.entries, failedAt = fetched.failedAt, finished = fetched.finishedAt
+        fetched.lock.unlock()
+
+        precondition(meeting.computedEnd == meeting.loadedStart, "Cake: the two sides must meet exactly")
+        var out = CakeOutcome(computed: region.lowerBound..<meeting.computedEnd,
+                              loaded: meeting.loadedStart..<region.upperBound,
+                              tier: store.tiers[chunks.last!.tier].name)
+        for e in entries {
+            let rows = (e.chunk.skip + e.keep.lowerBound - e.chunk.tokens.lowerBound)..<(e.chunk.skip + e.keep.upperBound - e.chunk.tokens.lowerBound)
+            _ = Self.write(e.entry, rows: rows, at: e.keep, positions: nil, into: work, ctx: core.ctx)
+            out.loadedPerTier[e.tier, default: 0] += e.keep.count
+        }
+        if let t = entries.map(\.tier).max() { out.tier = store.tiers[t].name }
+        if let f = failedAt { out.rewriteFrom = keys[f].tokenRange.lowerBound }
+        let t2 = EngineCore.now()
+        out.computeSeconds = EngineCore.seconds(t0, t1)
+        out.waitSeconds = EngineCore.seconds(t1, t2)
+        let ioEnd = finished != 0 && finished < t1 ? finished : t1
+        out.overlappedSeconds = EngineCore.seconds(t0, ioEnd)
+        return out
+    }
+}
