@@ -20,7 +20,8 @@ public final class BaselineEngine: InferenceEngine {
 
     public func generate(_ request: EngineRequest, cancel: CancelFlag?,
                          onEvent: (EngineEvent) -> Void) throws -> GenerationResult {
-        let start = request.submittedAt ?? EngineCore.now()
+        let engineStart = EngineCore.now()
+        let start = request.submittedAt ?? engineStart
         let prompt = try core.validate(request)
         onEvent(.started(promptTokens: prompt.count))
         let cache = KVState(config: core.model.config, capacity: prompt.count + request.maxTokens)
@@ -40,8 +41,11 @@ public final class BaselineEngine: InferenceEngine {
         stats.promptTokens = prompt.count
         stats.computedFresh = prompt.count
         stats.prefillSeconds = EngineCore.seconds(t0, EngineCore.now())
+        stats.breakdown.tokenize = EngineCore.seconds(start, engineStart)
+        stats.breakdown.computeNew = stats.prefillSeconds
         let d = core.decode(from: logits, cache: cache, request: request, start: start, cancel: cancel, onEvent: onEvent)
         stats.ttftSeconds = d.ttft
+        stats.breakdown.close(ttft: d.ttft)
         stats.decodeSeconds = d.decodeSeconds
         stats.generatedTokens = d.tokens.count + (d.endedWithEOG ? 1 : 0)
         stats.kvBytesLive = cache.bytes
