@@ -6,7 +6,7 @@
 //        8    4  format version (1)
 //       12    4  header size (128)
 //       16    1  key kind (1 prefix chunk, 2 segment)
-//       17    1  encoding (1 int8, 2 f16, 3 f32)
+//       17    1  encoding (1 int8, 2 f16, 3 f32, 5 int4; 4, an earlier int4 layout, is rejected)
 //       18    2  reserved, 0
 //       20    4  layers
 //       24    4  tokenCount

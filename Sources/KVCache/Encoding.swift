@@ -10,13 +10,24 @@
 //           Per row: scale = max|x| / 127, q = round(x / scale) in -127...127, x ≈ q · scale,
 //           so |error| ≤ scale / 2. Rows with max|x| below 2^-119 are stored as zeros (scale 0);
 //           NaN is stored as 0 and ±inf as ±max|finite x| of its row.
-//     int4  2·layers·tokens rows of `Int4Quant.rowBytes(kvDim)` bytes each (108 for kvDim 192):
-//           per group of 32 values, an f16 scale, then the codes two to a byte (low nibble first),
-//           the row padded to a multiple of 4. Each group is rotated by the 32×32 Walsh–Hadamard
-//           matrix H before quantising (y = H x spreads an outlier over the group, as llama.cpp's
-//           rotated KV quantisation does), then scale = max|y| / 7, code = round(y / scale) + 8 in
-//           1...15; decoding is x ≈ Hᵀ(scale · (code − 8)) / 32. A last group of fewer than 32 values
-//           is quantised the same way without the rotation. NaN → 0, ±inf → ±max|finite| of its group.
+//     int4  K, then V, each layers blocks of tokens × `Int4Quant.rowBytes(kvDim)` bytes (108 per
+//           token for kvDim 192), so one (component, layer) block holds exactly tokens × rowBytes bytes.
+//           V, and the last tokens % 64 tokens of each K block, are "rows": per group of 32 values
+//           an f16 scale, then the codes two to a byte (low nibble first), the row padded to a
+//           multiple of 4. Each group is rotated by the 32×32 Walsh–Hadamard matrix H before
+//           quantising (y = H x spreads an outlier over the group, as llama.cpp's rotated KV
+//           quantisation does), then scale = max|y| / 7, code = round(y / scale) + 8 in 1...15;
+//           decoding is x ≈ Hᵀ(scale · (code − 8)) / 32. A last group of fewer than 32 values is
+//           quantised the same way without the rotation. NaN → 0, ±inf → ±max|finite| of its group.
+//           K is quantised per channel (KIVI): each whole group of 64 tokens of a K block takes
+//           64 × rowBytes bytes: kvDim f16 steps, kvDim f16 minimums, then 64 rows of codes
+//           (kvDim values two to a byte, low nibble first, (kvDim + 1) / 2 bytes a row), then zero
+//           padding. Per channel c: m = f16(min), step = f16((max − m) / 15),
+//           code = round((x − m) / step) in 0...15, x ≈ m + code · step, so |error| ≤ step / 2 for
+//           values in [m, max]. NaN → 0 (the range then includes 0), ±inf → the channel's
+//           max / min finite value; values beyond ±65504 saturate.
+//           Encoding byte 4 was an earlier int4 layout (K per token, as V); it is retired, so
+//           entries written with it are rejected as an unknown encoding, never misread.
 // All offsets are multiples of 4 from the start of the body, so every typed access is aligned.
 
 #if _endian(big)
@@ -27,7 +38,8 @@ public enum KVEncoding: UInt8, Sendable, CaseIterable, CustomStringConvertible {
     case int8 = 1
     case f16 = 2
     case f32 = 3
-    case int4 = 4
+    /// 4-bit, K per channel and V per token (see the top of this file). 4 was the retired layout.
+    case int4 = 5
 
     public static let `default`: KVEncoding = .int8
 
@@ -140,7 +152,9 @@ public struct EncodedKV: Sendable, Equatable {
                     case .int4:
                         let rb = Int4Quant.rowBytes(kvDim: d)
                         let out = p.assumingMemoryBound(to: UInt8.self)
-                        Int4Quant.quantize(k, rows: rows, dim: d, into: out)
+                        for l in 0..<block.layers {
+                            Int4Quant.quantizeK(k + l * t * d, tokens: t, dim: d, into: out + l * t * rb)
+                        }
                         Int4Quant.quantize(v, rows: rows, dim: d, into: out + rows * rb)
                     }
                 }
@@ -189,8 +203,12 @@ public struct EncodedKV: Sendable, Equatable {
                 }
             case .int4:
                 let rb = Int4Quant.rowBytes(kvDim: d)
-                Int4Quant.dequantize((p + (c * rows + layer * t) * rb).assumingMemoryBound(to: UInt8.self),
-                                     rows: t, dim: d, into: dst)
+                let src = (p + (c * rows + layer * t) * rb).assumingMemoryBound(to: UInt8.self)
+                if component == .k {
+                    Int4Quant.dequantizeK(src, tokens: t, dim: d, into: dst)
+                } else {
+                    Int4Quant.dequantize(src, rows: t, dim: d, into: dst)
+                }
             }
         }
     }
@@ -268,14 +286,89 @@ enum Int8Quant {
     }
 }
 
-/// 4-bit codes per group of 32 after a Walsh–Hadamard rotation, symmetric, f16 scale per group
-/// (layout at the top of this file).
+/// 4-bit codes: K per channel over 64 tokens, asymmetric (`quantizeK`); V rows per group of 32
+/// after a Walsh–Hadamard rotation, symmetric, f16 scale per group (layout at the top of this file).
 enum Int4Quant {
     static let group = 32
+    /// Tokens per K group: each channel of a K block gets one scale and minimum per 64 tokens.
+    static let kTokens = 64
 
     static func rowBytes(kvDim: Int) -> Int {
         let groups = (kvDim + group - 1) / group
         return (2 * groups + (kvDim + 1) / 2 + 3) & ~3
+    }
+
+    /// Quantises one layer's K, `tokens` rows of `dim` (layout at the top of this file): whole
+    /// groups of 64 tokens per channel, asymmetric; the last `tokens % 64` rows as V rows.
+    /// Writes exactly `tokens * rowBytes(kvDim: dim)` bytes.
+    static func quantizeK(_ src: UnsafePointer<Float>, tokens: Int, dim: Int, into dst: UnsafeMutablePointer<UInt8>) {
+        let rb = rowBytes(kvDim: dim), cb = (dim + 1) / 2, full = tokens / kTokens
+        let lo = UnsafeMutablePointer<Float>.allocate(capacity: 2 * dim)
+        defer { lo.deallocate() }
+        let hi = lo + dim
+        for g in 0..<full {
+            let x = src + g * kTokens * dim, out = dst + g * kTokens * rb
+            let codes = out + 4 * dim
+            for i in 0..<(kTokens * rb) { out[i] = 0 }
+            // Per channel: min and max of the finite values (NaN → 0, ±inf → the channel's max/min).
+            for c in 0..<dim { lo[c] = .infinity; hi[c] = -.infinity }
+            for t in 0..<kTokens {
+                let row = x + t * dim
+                for c in 0..<dim where row[c].isFinite {
+                    lo[c] = min(lo[c], row[c])
+                    hi[c] = max(hi[c], row[c])
+                }
+            }
+            for c in 0..<dim {
+                if lo[c] > hi[c] { lo[c] = 0; hi[c] = 0 }  // no finite value
+                for t in 0..<kTokens where x[t * dim + c].isNaN { lo[c] = min(lo[c], 0); hi[c] = max(hi[c], 0) }
+                // Saturate to the f16 range, store the minimum, then the step that reaches the maximum.
+                let a = min(max(lo[c], -65504), 65504), b = min(max(hi[c], -65504), 65504)
+                let minBits = Half.floatToHalf(a)
+                let m = Half.halfToFloat(minBits)
+                let stepBits = Half.floatToHalf(max(b - m, 0) / 15)
+                UnsafeMutableRawPointer(out + 2 * c).storeBytes(of: stepBits.littleEndian, as: UInt16.self)
+                UnsafeMutableRawPointer(out + 2 * dim + 2 * c).storeBytes(of: minBits.littleEndian, as: UInt16.self)
+                lo[c] = m
+                let step = Half.halfToFloat(stepBits)
+                hi[c] = step > 0 && step.isFinite ? 1 / step : 0   // now the inverse step
+            }
+            for t in 0..<kTokens {
+                let row = x + t * dim, cr = codes + t * cb
+                for c in 0..<dim {
+                    let v = row[c]
+                    let y: Float = v.isNaN ? 0 : v
+                    let q: UInt8 = hi[c] > 0 ? UInt8(min(max(((y - lo[c]) * hi[c]).rounded(.toNearestOrEven), 0), 15)) : 0
+                    cr[c / 2] |= c % 2 == 0 ? q : q << 4
+                }
+            }
+        }
+        let done = full * kTokens
+        if done < tokens { quantize(src + done * dim, rows: tokens - done, dim: dim, into: dst + done * rb) }
+    }
+
+    static func dequantizeK(_ src: UnsafePointer<UInt8>, tokens: Int, dim: Int, into dst: UnsafeMutablePointer<Float>) {
+        let rb = rowBytes(kvDim: dim), cb = (dim + 1) / 2, full = tokens / kTokens
+        let m = UnsafeMutablePointer<Float>.allocate(capacity: 2 * dim)
+        defer { m.deallocate() }
+        let step = m + dim
+        for g in 0..<full {
+            let block = src + g * kTokens * rb, codes = block + 4 * dim, y = dst + g * kTokens * dim
+            for c in 0..<dim {
+                step[c] = Half.halfToFloat(UInt16(littleEndian: UnsafeRawPointer(block + 2 * c).loadUnaligned(as: UInt16.self)))
+                m[c] = Half.halfToFloat(UInt16(littleEndian: UnsafeRawPointer(block + 2 * dim + 2 * c).loadUnaligned(as: UInt16.self)))
+            }
+            for t in 0..<kTokens {
+                let cr = codes + t * cb, out = y + t * dim
+                for c in 0..<dim {
+                    let b = cr[c / 2]
+                    let q = c % 2 == 0 ? b & 0x0F : b >> 4
+                    out[c] = m[c] + Float(q) * step[c]
+                }
+            }
+        }
+        let done = full * kTokens
+        if done < tokens { dequantize(src + done * rb, rows: tokens - done, dim: dim, into: dst + done * dim) }
     }
 
     /// In-place unnormalised fast Walsh–Hadamard transform of 32 values (H·H = 32·I).

@@ -120,6 +120,16 @@ final class DiskCorruptionTests: TempDirTestCase {
         }
     }
 
+    /// Encoding byte 4 was the per-token int4 layout; an entry written with it (same size as
+    /// today's int4) is rejected on its header, never decoded with the new layout.
+    func testRetiredInt4EncodingByte() throws {
+        try assertRejected(.badHeader, atOpen: true) { path, bytes in
+            var b = bytes
+            b[17] = 4
+            writeBytes(b, to: path)
+        }
+    }
+
     func testShapeFieldChanged() throws {
         try assertRejected(.wrongShape, atOpen: true) { path, bytes in
             var b = bytes

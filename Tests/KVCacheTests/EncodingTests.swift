@@ -22,6 +22,9 @@ final class EncodingTests: XCTestCase {
             XCTAssertEqual(Toy.encoded(tokens: 3, seed: 1, encoding: e).byteCount, 3 * e.bytesPerToken(layers: 2, kvDim: 8))
         }
         XCTAssertEqual(KVEncoding.default, .int8)
+        // 4 named the retired per-token int4 layout: it must not parse as any encoding.
+        XCTAssertEqual(KVEncoding.int4.rawValue, 5)
+        XCTAssertNil(KVEncoding(rawValue: 4))
         XCTAssertEqual(KVEncoding(name: "F16"), .f16)
         XCTAssertNil(KVEncoding(name: "q4"))
     }
@@ -123,6 +126,111 @@ final class EncodingTests: XCTestCase {
         let rotatedErr = small.map { abs(d.k[$0] - row[$0]) }.reduce(0, +) / Float(small.count)
         let plainErr = small.map { abs(row[$0]) }.reduce(0, +) / Float(small.count)   // codes of 0 at step 60/7
         XCTAssertLessThan(rotatedErr, plainErr, "rotated error \(rotatedErr) vs unrotated \(plainErr)")
+    }
+
+    /// K is quantised per channel over whole groups of 64 tokens: values on each channel's own
+    /// grid (minimum m, step s, 16 levels with both ends present) decode exactly, and the 3 tokens
+    /// past the last whole group are per-token rows (error bounded by their rotated step).
+    func testInt4KeyChannelGroupsAreExactOnTheirGrid() {
+        let layers = 2, tokens = 64 + 3, dim = 40
+        var k = [Float](repeating: 0, count: layers * tokens * dim)
+        for l in 0..<layers {
+            for t in 0..<tokens {
+                for c in 0..<dim {
+                    let m = -Float(c) / 4 + Float(l), s = 0.25 * Float(c % 3 + 1)
+                    k[(l * tokens + t) * dim + c] = m + Float((t * 7 + c) % 16) * s   // codes 0...15 all present
+                }
+            }
+        }
+        let b = KVBlock(layers: layers, tokenCount: tokens, kvDim: dim, positions: (0..<Int32(tokens)).map { $0 },
+                        k: k, v: k)
+        let e = EncodedKV(b, encoding: .int4)
+        XCTAssertEqual(e.byteCount, tokens * (2 * layers * 24 + 4))   // rowBytes(40) = 2 scales + 20 code bytes, padded
+        let d = e.decode()
+        for l in 0..<layers {
+            let group = (l * tokens * dim)..<((l * tokens + 64) * dim)
+            XCTAssertEqual(Array(d.k[group]), Array(k[group]), "layer \(l): a channel's own grid is exact")
+            // The tail rows: per-token groups (32 rotated + 8 plain) of amax/7 steps.
+            for t in 64..<tokens {
+                let row = (l * tokens + t) * dim
+                let amax = k[row..<(row + dim)].map(abs).max()!
+                for c in 0..<dim { XCTAssertEqual(d.k[row + c], k[row + c], accuracy: 32 * amax / 7, "tail \(t) \(c)") }
+            }
+        }
+        // V is per token everywhere: the same values do not come back exactly.
+        XCTAssertNotEqual(Array(d.v[0..<(64 * dim)]), Array(k[0..<(64 * dim)]))
+        // Decoding one layer into a buffer gives the same values as the full decode.
+        var buf = [Float](repeating: .nan, count: tokens * dim)
+        buf.withUnsafeMutableBufferPointer { e.decode(.k, layer: 1, into: $0.baseAddress!) }
+        XCTAssertEqual(buf, Array(d.k[(tokens * dim)...]))
+    }
+
+    /// K with the shape of real keys (per-channel offsets, a few channels around ±25): within a
+    /// whole group every value is within half its channel's step (plus the f16 rounding of the
+    /// minimum), and the error is far below per-token codes on the same data.
+    func testInt4KeyChannelErrorBound() {
+        var rng = SplitMix(seed: 43)
+        func gauss() -> Float {
+            let u = max(rng.float(in: 0...1), 1e-7), v = rng.float(in: 0...1)
+            return (-2 * log(u)).squareRoot() * cos(2 * .pi * v)
+        }
+        let tokens = 128, dim = 64
+        let offset = (0..<dim).map { c in c % 16 == 5 ? (c % 32 == 5 ? 25 : -25) : 2 * gauss() }
+        let k = (0..<(tokens * dim)).map { i in offset[i % dim] + gauss() }
+        let b = KVBlock(layers: 1, tokenCount: tokens, kvDim: dim, positions: (0..<Int32(tokens)).map { $0 }, k: k, v: k)
+        let d = EncodedKV(b, encoding: .int4).decode()
+        for g in 0..<2 {
+            for c in 0..<dim {
+                let xs = (0..<64).map { k[((g * 64) + $0) * dim + c] }
+                let lo = xs.min()!, hi = xs.max()!
+                let bound = (hi - lo) / 30 * 1.002 + abs(lo) / 1024
+                for t in 0..<64 {
+                    let i = (g * 64 + t) * dim + c
+                    XCTAssertEqual(d.k[i], k[i], accuracy: bound, "group \(g) channel \(c) token \(t)")
+                }
+            }
+        }
+        func relRMS(_ x: [Float], _ y: [Float]) -> Double {
+            var e = 0.0, r = 0.0
+            for (a, c) in zip(x, y) { e += Double((a - c) * (a - c)); r += Double(a * a) }
+            return (e / r).squareRoot()
+        }
+        let kErr = relRMS(k, d.k), vErr = relRMS(k, d.v)   // V holds the same values, per token
+        XCTAssertLessThan(kErr, 0.03, "per-channel K error \(kErr)")
+        XCTAssertLessThan(kErr, vErr / 2, "per-channel \(kErr) vs per-token \(vErr)")
+    }
+
+    /// Non-finite K in a whole group: NaN → 0 (inside the channel's range), +inf → the channel's
+    /// finite max, −inf → its finite min; a channel with nothing finite decodes as zeros; a
+    /// constant channel (f16-exact) is exact; a huge value saturates near 65504.
+    func testInt4KeyChannelNonFinite() {
+        let tokens = 64, dim = 5
+        var k = [Float](repeating: 0, count: tokens * dim)
+        for t in 0..<tokens {
+            k[t * dim + 0] = Float(t % 8) + 1            // 1...8
+            k[t * dim + 1] = .nan                        // nothing finite
+            k[t * dim + 2] = 2.5                         // constant
+            k[t * dim + 3] = Float(t) / 4 - 4            // −4...11.75
+            k[t * dim + 4] = 1
+        }
+        k[3 * dim + 0] = .nan
+        k[4 * dim + 0] = .infinity
+        k[5 * dim + 0] = -.infinity
+        k[9 * dim + 4] = 1e9
+        let b = KVBlock(layers: 1, tokenCount: tokens, kvDim: dim, positions: (0..<Int32(tokens)).map { $0 }, k: k, v: k.map { _ in 0 })
+        let d = EncodedKV(b, encoding: .int4).decode()
+        XCTAssertTrue(d.k.allSatisfy(\.isFinite), "\(d.k)")
+        let step0: Float = 8.0 / 15                      // channel 0's range is 0...8 (NaN counts as 0)
+        XCTAssertEqual(d.k[3 * dim], 0, accuracy: step0 / 2)
+        XCTAssertEqual(d.k[4 * dim], 8, accuracy: step0 / 2)
+        XCTAssertEqual(d.k[5 * dim], 0, accuracy: step0 / 2)   // the finite min after NaN → 0
+        for t in 0..<tokens {
+            XCTAssertEqual(d.k[t * dim + 1], 0)
+            XCTAssertEqual(d.k[t * dim + 2], 2.5)
+            XCTAssertEqual(d.k[t * dim + 3], k[t * dim + 3], accuracy: 15.75 / 30 + 0.001)
+            if t != 9 { XCTAssertEqual(d.k[t * dim + 4], 1) }
+        }
+        XCTAssertEqual(d.k[9 * dim + 4], 65504, accuracy: 65504 / 1000)   // m + 15 · f16 step
     }
 
     func testInt4ZerosNonFiniteAndShortGroups() {
