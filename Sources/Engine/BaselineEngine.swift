@@ -10,9 +10,11 @@ public final class BaselineEngine: InferenceEngine {
     let core: EngineCore
     /// Tokens per prefill batch (progress is reported between batches).
     public var ubatch = 512
+    private let buffer: KVState
 
     public init(model: LlamaModel, tokenizer: Tokenizer, threads: Int) {
         core = EngineCore(model: model, tokenizer: tokenizer, threads: threads)
+        buffer = KVState(config: model.config)
     }
 
     public func reset() { cumulative = RequestStats() }
@@ -24,7 +26,12 @@ public final class BaselineEngine: InferenceEngine {
         let start = request.submittedAt ?? engineStart
         let prompt = try core.validate(request)
         onEvent(.started(promptTokens: prompt.count))
-        let cache = KVState(config: core.model.config, capacity: prompt.count + request.maxTokens)
+        // One KV buffer for the engine's life, emptied at every request (as a serving engine
+        // allocates its KV cache once): no KV is kept between requests, and no request pays for
+        // allocating and zeroing a fresh buffer on its critical path.
+        let cache = buffer
+        cache.clear()
+        cache.reserve(prompt.count + request.maxTokens + 1)
         var logits: [Float] = []
         var done = 0
         let t0 = EngineCore.now()

@@ -184,10 +184,13 @@ public final class ReuseEngine: InferenceEngine {
                 }
             }
             let tb = EngineCore.now()
+            // One round trip: `load` reads the chain's bodies at once; `cake` only asks what is
+            // there (its I/O side reads chunk by chunk). Segments are only asked about: the plan
+            // reads the ones it blends. `compute` reuses nothing from a slow tier.
             switch options.loadStrategy {
-            case .load: store.prefetch(chunkKeys + segmentKeys)
-            case .cake: store.prefetch(segmentKeys); store.probe(chunkKeys)
-            case .compute: store.prefetch(segmentKeys)
+            case .load: store.prefetch(chunkKeys, probing: segmentKeys)
+            case .cake: store.prefetch([], probing: chunkKeys + segmentKeys)
+            case .compute: break
             }
             if options.loadStrategy == .load {
                 bodySeconds = EngineCore.seconds(tb, EngineCore.now())
@@ -199,7 +202,11 @@ public final class ReuseEngine: InferenceEngine {
         let segments = request.segments
         let plan = ReusePlan.make(.init(segments: segments, liveTokens: live.tokens, liveExact: liveExact,
                                         storedChain: chain,
-                                        segmentTier: { self.store.tierIndex(of: self.store.segmentKey(for: segments[$0].tokens)) },
+                                        segmentTier: { si in
+                                            let t = self.store.tierIndex(of: self.store.segmentKey(for: segments[si].tokens))
+                                            // Compute-only: a segment in a slow tier is computed too.
+                                            return self.options.loadStrategy == .compute && (t ?? 0) > 0 ? nil : t
+                                        },
                                         minSegmentTokens: options.minSegmentTokens, strategy: options.loadStrategy))
         breakdown.lookup += max(0, EngineCore.seconds(t0, EngineCore.now()) - bodySeconds)
         return (plan, match)

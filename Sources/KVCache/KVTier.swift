@@ -62,6 +62,9 @@ public protocol KVTier: AnyObject, Sendable {
     func fetch(_ keys: [CacheKey]) -> [CacheKey: EncodedKV]
     /// Which of `keys` are held, without their bodies, in as few round trips as the tier allows.
     func present(_ keys: [CacheKey]) -> Set<CacheKey>
+    /// `fetch(keys)` and `present(probing)` together, in as few round trips as the tier allows
+    /// (remote: one pipelined round trip).
+    func fetch(_ keys: [CacheKey], probing: [CacheKey]) -> (found: [CacheKey: EncodedKV], present: Set<CacheKey>)
 }
 
 extension KVTier {
@@ -71,6 +74,9 @@ extension KVTier {
         return out
     }
     public func present(_ keys: [CacheKey]) -> Set<CacheKey> { Set(keys.filter { contains($0) }) }
+    public func fetch(_ keys: [CacheKey], probing: [CacheKey]) -> (found: [CacheKey: EncodedKV], present: Set<CacheKey>) {
+        (keys.isEmpty ? [:] : fetch(keys), probing.isEmpty ? [] : present(probing))
+    }
 }
 
 extension TierStats {

@@ -97,6 +97,11 @@ public final class ThrottledTier: KVTier, @unchecked Sendable {
         throttle.pass(bytes: got.values.reduce(0) { $0 + $1.byteCount }, roundTrips: base.isLocal ? 0 : 1)
         return got
     }
+    public func fetch(_ keys: [CacheKey], probing: [CacheKey]) -> (found: [CacheKey: EncodedKV], present: Set<CacheKey>) {
+        let got = base.fetch(keys, probing: probing)
+        throttle.pass(bytes: got.found.values.reduce(0) { $0 + $1.byteCount }, roundTrips: base.isLocal ? 0 : 1)
+        return got
+    }
     public func present(_ keys: [CacheKey]) -> Set<CacheKey> {
         let got = base.present(keys)
         if !base.isLocal { throttle.pass(bytes: 0) }

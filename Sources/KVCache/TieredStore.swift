@@ -227,53 +227,43 @@ public final class TieredStore: @unchecked Sendable {
     }
 
     /// Asks every tier that is not local for those of `keys` no local tier holds, in one batch
-    /// per tier (a remote tier: one round trip). What they hold is kept for `contains`/`get`
-    /// until `clearPrefetched()` or the next `prefetch`. Returns the number of entries found.
+    /// per tier (a remote tier: one round trip), and, in the same round trip, which of `probing`
+    /// it holds without their bodies. What they hold is kept for `contains`/`get` until
+    /// `clearPrefetched()` or the next `prefetch`; a probed entry is read by `get` with a round
+    /// trip of its own (Cake's I/O side loads chunk by chunk; a segment is read only if the plan
+    /// blends it). Returns the number of bodies found.
     @discardableResult
-    public func prefetch(_ keys: [CacheKey]) -> Int {
+    public func prefetch(_ keys: [CacheKey], probing: [CacheKey] = []) -> Int {
         clearPrefetched()
         let remoteTiers = tiers.indices.filter { !tiers[$0].isLocal }
         guard !remoteTiers.isEmpty else { return 0 }
         let start = Self.now()
         var seen = Set<CacheKey>()
         var want = keys.filter { k in seen.insert(k).inserted && !tiers.contains { $0.isLocal && $0.contains(k) } }
+        var ask = probing.filter { k in seen.insert(k).inserted && !tiers.contains { $0.isLocal && $0.contains(k) } }
         var found = 0
-        for i in remoteTiers where !want.isEmpty {
-            let got = tiers[i].fetch(want).filter {
-                $0.value.layers == configuration.layers && $0.value.kvDim == configuration.kvDim
+        for i in remoteTiers where !want.isEmpty || !ask.isEmpty {
+            let (bodies, present) = tiers[i].fetch(want, probing: ask)
+            let got = bodies.filter { $0.value.layers == configuration.layers && $0.value.kvDim == configuration.kvDim }
+            lock.held {
+                for (k, v) in got { prefetched[k] = (v, i) }
+                for k in present where probed[k] == nil { probed[k] = i }
             }
-            lock.held { for (k, v) in got { prefetched[k] = (v, i) } }
             found += got.count
             want.removeAll { got[$0] != nil }
+            ask.removeAll { present.contains($0) }
         }
         let elapsed = Self.now() &- start
         lock.held { lookupNanos &+= elapsed }
         return found
     }
 
-    /// Asks every tier that is not local which of `keys` it holds, without their bodies (a remote
-    /// tier: one round trip); `location`, `contains` and `tierIndex` know them until
-    /// `clearPrefetched()`, and `lookup` then reads each with a round trip of its own (Cake's I/O
-    /// side loads chunk by chunk). Returns the number found.
+    /// `prefetch([], probing: keys)`: which of `keys` the tiers that are not local hold, without
+    /// bodies. Returns the number found.
     @discardableResult
     public func probe(_ keys: [CacheKey]) -> Int {
-        let remoteTiers = tiers.indices.filter { !tiers[$0].isLocal }
-        guard !remoteTiers.isEmpty else { return 0 }
-        let start = Self.now()
-        var seen = Set<CacheKey>()
-        var want = keys.filter { k in
-            seen.insert(k).inserted && !tiers.contains { $0.isLocal && $0.contains(k) } && lock.held { prefetched[k] == nil }
-        }
-        var found = 0
-        for i in remoteTiers where !want.isEmpty {
-            let got = tiers[i].present(want)
-            lock.held { for k in got where probed[k] == nil { probed[k] = i } }
-            found += got.count
-            want.removeAll { got.contains($0) }
-        }
-        let elapsed = Self.now() &- start
-        lock.held { lookupNanos &+= elapsed }
-        return found
+        prefetch([], probing: keys)
+        return lock.held { probed.count }
     }
 
     /// Index in `tiers` of the fastest tier holding the entry (for a tier that is not local:
