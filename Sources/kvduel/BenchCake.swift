@@ -136,7 +136,7 @@ struct BenchCake: ParsableCommand {
                 computeRuns.append(run)
                 reference = logits
             }
-            let computeMedian = Spread(computeRuns.map(\.ttft))
+            let computeMedian = CakeSpread(computeRuns.map(\.ttft))
             // The crossover: the bandwidth at which loading the stored bytes takes as long as computing them.
             let crossoverMBps = storedBytes / computeMedian.median / 1e6
             if !json {
@@ -161,7 +161,7 @@ struct BenchCake: ParsableCommand {
                     loadRuns.append(try measure(.load, link: link(), reference: reference).0)
                     cakeRuns.append(try measure(.cake, link: link(), reference: reference).0)
                 }
-                let load = Spread(loadRuns.map(\.ttft)), cake = Spread(cakeRuns.map(\.ttft))
+                let load = CakeSpread(loadRuns.map(\.ttft)), cake = CakeSpread(cakeRuns.map(\.ttft))
                 let best = min(load.median, computeMedian.median)
                 let ratio = cake.median / best
                 // The meeting point of the run with the median TTFT.
@@ -179,7 +179,7 @@ struct BenchCake: ParsableCommand {
                           + pad(load.median <= computeMedian.median ? "load" : "compute", width: 15)
                           + pad(verdict, width: 15)
                           + pad(String(format: "%.0f ▸ ◂ %.0f", meetComputed, meetLoaded), width: 31)
-                          + String(format: "%.4f, %.4f", Spread(loadRuns.map(\.firstTokenKL)).median, Spread(cakeRuns.map(\.firstTokenKL)).median))
+                          + String(format: "%.4f, %.4f", CakeSpread(loadRuns.map(\.firstTokenKL)).median, CakeSpread(cakeRuns.map(\.firstTokenKL)).median))
                 }
                 let enc = JSONEncoder()
                 func samples(_ runs: [Run]) -> [[String: Any]] {
@@ -232,7 +232,7 @@ struct BenchCake: ParsableCommand {
 }
 
 /// Median and range of a few samples.
-private struct Spread {
+private struct CakeSpread {
     var samples: [Double]
     init(_ s: [Double]) { samples = s }
     var median: Double {
