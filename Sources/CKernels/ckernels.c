@@ -40,10 +40,17 @@ static inline float32x4_t exp4(float32x4_t x) {
     return vmulq_f32(y, vreinterpretq_f32_s32(e));
 }
 static inline f32x8 exp8n(f32x8 x) { return (f32x8){ exp4(x.lo), exp4(x.hi) }; }
+// 8 stored f16 values as floats (exact).
+static inline f32x8 ldh8n(const uint16_t *p) {
+    const uint16x8_t u = vld1q_u16(p);
+    return (f32x8){ vcvt_f32_f16(vreinterpret_f16_u16(vget_low_u16(u))), vcvt_high_f32_f16(vreinterpretq_f16_u16(u)) };
+}
 #endif
 
 
 #ifdef KV_AVX2
+// 8 stored f16 values as floats (exact).
+static inline __m256 ldh8(const uint16_t *p) { return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)p)); }
 static inline float hsum8(__m256 v) {
     __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
     s = _mm_add_ps(s, _mm_movehl_ps(s, s));
@@ -73,15 +80,114 @@ static inline __m256 exp8(__m256 x) {
 
 
 
+// v3: the live KV cache holds f16 (v2: float32).
 const char *kv_build_identity(void) {
 #if defined(KV_AVX2)
-    return "x86_64+avx2+fma+f16c/ckernels-v2";
+    return "x86_64+avx2+fma+f16c/ckernels-v3";
 #elif defined(KV_NEON)
-    return "aarch64+neon/ckernels-v2";
+    return "aarch64+neon/ckernels-v3";
 #elif defined(__x86_64__)
-    return "x86_64+portable/ckernels-v2";
+    return "x86_64+portable/ckernels-v3";
 #else
-    return "portable/ckernels-v2";
+    return "portable/ckernels-v3";
+#endif
+}
+
+// IEEE binary16 <-> binary32, as F16C's vcvtps2ph (round to nearest even) / vcvtph2ps and
+// AArch64's fcvtn / fcvtl do it: overflow to infinity, subnormals kept, a NaN quieted with the
+// top of its payload. The portable build's conversions; the vector builds use the instructions
+// (Tests/ckernels checks that all of them give the same bits).
+static inline uint16_t f2h(float f) {
+    uint32_t x;
+    memcpy(&x, &f, 4);
+    const uint32_t sign = (x >> 16) & 0x8000, ax = x & 0x7fffffff;
+    if (ax > 0x7f800000) return (uint16_t)(sign | 0x7e00 | ((ax >> 13) & 0x3ff));   // NaN
+    if (ax >= 0x477ff000) return (uint16_t)(sign | 0x7c00);        // ≥ 65520 (or inf): infinity
+    if (ax >= 0x38800000) {                                        // normal: rebias, round
+        const uint32_t r = ax - 0x38000000 + 0xfff + ((ax >> 13) & 1);
+        return (uint16_t)(sign | (r >> 13));
+    }
+    if (ax < 0x33000000) return (uint16_t)sign;                    // ≤ 2^-25: zero
+    // Subnormal: the value in units of 2^-24 is m >> (126 - e), rounded to nearest even.
+    const uint32_t e = ax >> 23, m = (ax & 0x7fffff) | 0x800000, sh = 126 - e;
+    uint32_t q = m >> sh;
+    const uint32_t rem = m & ((1u << sh) - 1), half = 1u << (sh - 1);
+    if (rem > half || (rem == half && (q & 1))) q++;
+    return (uint16_t)(sign | q);
+}
+static inline float h2f(uint16_t h) {
+    const uint32_t sign = (uint32_t)(h & 0x8000) << 16, e = (h >> 10) & 0x1f, m = h & 0x3ff;
+    uint32_t x;
+    if (e == 0x1f) x = sign | 0x7f800000 | (m ? 0x400000 | (m << 13) : 0);   // inf; NaN quieted
+    else if (e != 0) x = sign | ((e + 112) << 23) | (m << 13);
+    else if (m == 0) x = sign;
+    else {                                                                    // subnormal: m · 2^-24
+        uint32_t mm = m, sh = 0;
+        while (!(mm & 0x400)) { mm <<= 1; sh++; }
+        x = sign | ((113 - sh) << 23) | ((mm & 0x3ff) << 13);
+    }
+    float f;
+    memcpy(&f, &x, 4);
+    return f;
+}
+
+void kv_f32_to_f16(const float *x, uint16_t *y, size_t n) {
+    size_t i = 0;
+#if defined(KV_AVX2)
+    for (; i + 8 <= n; i += 8)
+        _mm_storeu_si128((__m128i *)(y + i), _mm256_cvtps_ph(_mm256_loadu_ps(x + i), _MM_FROUND_TO_NEAREST_INT));
+    if (i < n) {   // the tail through the same instruction
+        float t[8] = {0};
+        uint16_t u[8];
+        memcpy(t, x + i, (n - i) * sizeof(float));
+        _mm_storeu_si128((__m128i *)u, _mm256_cvtps_ph(_mm256_loadu_ps(t), _MM_FROUND_TO_NEAREST_INT));
+        memcpy(y + i, u, (n - i) * sizeof(uint16_t));
+    }
+#elif defined(KV_NEON)
+    for (; i + 4 <= n; i += 4) vst1_u16(y + i, vreinterpret_u16_f16(vcvt_f16_f32(vld1q_f32(x + i))));
+    if (i < n) {
+        float t[4] = {0};
+        uint16_t u[4];
+        memcpy(t, x + i, (n - i) * sizeof(float));
+        vst1_u16(u, vreinterpret_u16_f16(vcvt_f16_f32(vld1q_f32(t))));
+        memcpy(y + i, u, (n - i) * sizeof(uint16_t));
+    }
+#else
+    for (; i < n; i++) y[i] = f2h(x[i]);
+#endif
+}
+
+void kv_round_f16(float *x, size_t n) {
+    uint16_t t[64];
+    for (size_t i = 0; i < n; i += 64) {
+        const size_t m = n - i < 64 ? n - i : 64;
+        kv_f32_to_f16(x + i, t, m);
+        kv_f16_to_f32(t, x + i, m);
+    }
+}
+
+void kv_f16_to_f32(const uint16_t *x, float *y, size_t n) {
+    size_t i = 0;
+#if defined(KV_AVX2)
+    for (; i + 8 <= n; i += 8) _mm256_storeu_ps(y + i, ldh8(x + i));
+    if (i < n) {
+        uint16_t u[8] = {0};
+        float t[8];
+        memcpy(u, x + i, (n - i) * sizeof(uint16_t));
+        _mm256_storeu_ps(t, ldh8(u));
+        memcpy(y + i, t, (n - i) * sizeof(float));
+    }
+#elif defined(KV_NEON)
+    for (; i + 4 <= n; i += 4) vst1q_f32(y + i, vcvt_f32_f16(vreinterpret_f16_u16(vld1_u16(x + i))));
+    if (i < n) {
+        uint16_t u[4] = {0};
+        float t[4];
+        memcpy(u, x + i, (n - i) * sizeof(uint16_t));
+        vst1q_f32(t, vcvt_f32_f16(vreinterpret_f16_u16(vld1_u16(u))));
+        memcpy(y + i, t, (n - i) * sizeof(float));
+    }
+#else
+    for (; i < n; i++) y[i] = h2f(x[i]);
 #endif
 }
 
@@ -186,7 +292,10 @@ void kv_rmsnorm(const float *x, const float *w, float *y, int n, float eps) {
 // blocking: each score is its own lanes of a fixed reduction tree, and values are summed in slot
 // order (partial sums pass through memory between key chunks, which is exact). So a token's
 // attention output is the same whether it is prefilled in any batch or decoded.
-#define KV_KEY_CHUNK 64    // keys per pass: a chunk of K or V (for one head) stays in L1
+// Keys per pass: a chunk of K or V (for one K/V head), converted to floats, stays in L1 (16 KiB:
+// 64 keys of 64 values). A multiple of 8; the chunking changes no result.
+#define KV_BUF_FLOATS 4096
+static inline int kv_chunk_keys(int dh) { const int c = (KV_BUF_FLOATS / dh) & ~7; return c > 8 ? c : 8; }
 
 #ifdef KV_AVX2
 // Per key: ((l0+l1)+(l2+l3)) + ((l4+l5)+(l6+l7)) of its accumulator, for 4 keys at once.
@@ -359,38 +468,61 @@ static void values_chunk2(const float *p0, const float *p1, int n0, int n1, cons
     }
 }
 
-void kv_attend(int nq, const float *const *q, const int32_t *qpos, const int32_t *n, const float *K, const float *V,
+// rows × dh stored values, rows ld apart, as floats in buf [rows, dh].
+static inline void to_f32_rows(const uint16_t *x, size_t ld, int rows, int dh, float *buf) {
+    if (ld == (size_t)dh) { kv_f16_to_f32(x, buf, (size_t)rows * dh); return; }
+    for (int r = 0; r < rows; r++) kv_f16_to_f32(x + (size_t)r * ld, buf + (size_t)r * dh, (size_t)dh);
+}
+
+void kv_attend(int nq, const float *const *q, const int32_t *qpos, const int32_t *n, const uint16_t *K, const uint16_t *V,
                size_t ld, const int32_t *slot_pos, float scale, int dh, float *scores, size_t ld_scores,
                float *const *out) {
     // Query heads go in pairs; an odd one out gets the one-head kernel (the same arithmetic).
+    // K and V are stored as f16: each chunk of keys (or values) is converted once into `buf`
+    // (exactly), and every head of the call reads the floats from there. The softmax weights are
+    // rounded to f16 before they weight V, as llama.cpp's f16 cache does (its matrix product
+    // converts them to f16); so are the queries, by the caller. Products are summed in float.
+    float buf[KV_BUF_FLOATS];
+    const int chunk = kv_chunk_keys(dh);
     int nmax = 0;
     for (int i = 0; i < nq; i++) nmax = n[i] > nmax ? n[i] : nmax;
     if (nmax == 0) { for (int i = 0; i < nq; i++) for (int d = 0; d < dh; d++) out[i][d] = 0; return; }
-    for (int j0 = 0; j0 < nmax; j0 += KV_KEY_CHUNK)
+    for (int j0 = 0; j0 < nmax; j0 += chunk) {
+        // Rows [j0, min(j0 + chunk, nmax)) as floats; the kernels read rows up to j0 + chunk - 1,
+        // clamped to nmax - 1, so they never leave the converted ones.
+        const int rows = j0 + chunk < nmax ? chunk : nmax - j0;
+        to_f32_rows(K + (size_t)j0 * ld, ld, rows, dh, buf);
+        const float *Kc = buf - (ptrdiff_t)j0 * dh;   // row j of the chunk at Kc + j·dh
         for (int i = 0; i < nq; i += 2) {
             const int i1 = i + 1 < nq ? i + 1 : i;
             const int m = n[i] > n[i1] ? n[i] : n[i1];
-            const int j1 = j0 + KV_KEY_CHUNK < m ? j0 + KV_KEY_CHUNK : m;
+            const int j1 = j0 + chunk < m ? j0 + chunk : m;
             if (j0 >= j1) continue;
             if (i1 == i)
-                scores_chunk1(q[i], K, ld, slot_pos, j0, j1, nmax - 1, qpos[i], n[i], scale, dh, scores + (size_t)i * ld_scores);
+                scores_chunk1(q[i], Kc, (size_t)dh, slot_pos, j0, j1, nmax - 1, qpos[i], n[i], scale, dh, scores + (size_t)i * ld_scores);
             else
-                scores_chunk2(q[i], q[i1], K, ld, slot_pos, j0, j1, nmax - 1, qpos[i], qpos[i1], n[i], n[i1],
+                scores_chunk2(q[i], q[i1], Kc, (size_t)dh, slot_pos, j0, j1, nmax - 1, qpos[i], qpos[i1], n[i], n[i1],
                               scale, dh, scores + (size_t)i * ld_scores, scores + (size_t)i1 * ld_scores);
         }
+    }
     for (int i = 0; i < nq; i++) {
         kv_softmax(scores + (size_t)i * ld_scores, n[i]);
+        kv_round_f16(scores + (size_t)i * ld_scores, (size_t)n[i]);   // weights in f16, as llama.cpp's
         for (int d = 0; d < dh; d++) out[i][d] = 0;
     }
     float twin[512];   // the odd query head's discarded twin (dh ≤ 512)
     for (int d = 0; d < dh && d < 512; d++) twin[d] = 0;
-    for (int j0 = 0; j0 < nmax; j0 += KV_KEY_CHUNK)
+    for (int j0 = 0; j0 < nmax; j0 += chunk) {
+        const int rows = j0 + chunk < nmax ? chunk : nmax - j0;
+        to_f32_rows(V + (size_t)j0 * ld, ld, rows, dh, buf);
+        const float *Vc = buf - (ptrdiff_t)j0 * dh;
         for (int i = 0; i < nq; i += 2) {
             const int i1 = i + 1 < nq ? i + 1 : i;
             const int m = n[i] > n[i1] ? n[i] : n[i1];
-            const int j1 = j0 + KV_KEY_CHUNK < m ? j0 + KV_KEY_CHUNK : m;
+            const int j1 = j0 + chunk < m ? j0 + chunk : m;
             if (j0 < j1)
                 values_chunk2(scores + (size_t)i * ld_scores, scores + (size_t)i1 * ld_scores, n[i], i1 == i ? 0 : n[i1],
-                              V, ld, j0, j1, 0, dh, out[i], i1 == i ? twin : out[i1]);
+                              Vc, (size_t)dh, j0, j1, 0, dh, out[i], i1 == i ? twin : out[i1]);
         }
+    }
 }

@@ -27,8 +27,8 @@ public struct LlamaConfig: Sendable, Hashable {
     public var qDim: Int { heads * headDim }       // Q = H·Dh, width of the queries (and of attention's output)
     public var kvDim: Int { kvHeads * headDim }    // KV = Hkv·Dh
     public var groupSize: Int { heads / kvHeads }
-    /// Bytes of K and V for one token across all layers in float32.
-    public var kvBytesPerTokenF32: Int { layers * 2 * kvDim * 4 }
+    /// Bytes of K and V for one token across all layers as the live cache holds them (f16).
+    public var kvBytesPerTokenF16: Int { layers * 2 * kvDim * 2 }
 
     /// Architectures whose weights and forward pass match this implementation.
     public static let supportedArchitectures: Set<String> = ["llama", "mistral", "granite_llama", "qwen2"]

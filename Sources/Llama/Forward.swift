@@ -119,6 +119,7 @@ public final class LlamaContext: @unchecked Sendable {
             if checkOrder.contains(l) {
                 for t in 0..<T {
                     rope.apply(q + t * QKV, heads: c.heads, table: table, row: t)
+                    kv_round_f16(q + t * QKV, Q)   // queries in f16 (see kv_attend)
                     rope.apply(k + t * QKV, heads: c.kvHeads, table: table, row: t)
                     if isCandidate[rowOrigin[t]] {
                         // Deviation of the fresh K/V from the loaded K/V still in the slot.
@@ -130,6 +131,7 @@ public final class LlamaContext: @unchecked Sendable {
                 // Rows write distinct slots, so they can go in parallel.
                 eachRow(T) { t in
                     rope.apply(q + t * QKV, heads: c.heads, table: table, row: t)
+                    kv_round_f16(q + t * QKV, Q)   // queries in f16 (see kv_attend)
                     rope.apply(k + t * QKV, heads: c.kvHeads, table: table, row: t)
                     cache.write(layer: l, slot: slotIndex[t], k: k + t * QKV, v: v + t * QKV, count: 1)   // K (rotated) and V
                 }
@@ -232,41 +234,67 @@ public final class LlamaContext: @unchecked Sendable {
             while lo < hi { let mid = (lo + hi) / 2; if suffixMin[mid] > p { hi = mid } else { lo = mid + 1 } }
             return Int32(lo)
         }
-        // Work items: for a batch, blocks of up to 8 queries × the heads of one K/V group, so each
-        // K/V chunk read from memory serves up to 8·G query heads. For one or two tokens (decode),
-        // the token(s) × up to 2 heads of a group: more items keep every worker busy, and a pair
-        // of heads still reads its K/V once.
-        let qBlock = T <= 2 ? T : 8, hBlock = T <= 2 ? min(2, G) : G
-        let chunksPerGroup = (G + hBlock - 1) / hBlock
-        let qBlocks = (T + qBlock - 1) / qBlock, hBlocks = (H / G) * chunksPerGroup
+        // Work items: (tokens t0..<t1, K/V group g, its query heads h0..<h1). Every query head of
+        // an item reads the group's K/V chunk by chunk, converted from f16 once per item.
+        // For a batch: blocks of up to 8 queries × the heads of one group, so each K/V chunk serves
+        // up to 8·G query heads; the blocks are shared out as they come. For one or two tokens
+        // (decode): the H query heads split evenly over the threads, cut at group boundaries, so
+        // the work is balanced and a thread reads (and converts) each group it needs once.
+        struct Item { let t0, t1, g, h0, h1: Int }
+        var items: [Item] = []
+        var tasks: [Range<Int>] = []   // for decode: the items of each thread
+        let groups = H / G
+        if T <= 2 {
+            let parts = min(pool.threads, H)
+            for part in 0..<parts {
+                let start = items.count
+                var h = H * part / parts
+                let end = H * (part + 1) / parts
+                while h < end {
+                    let g = h / G, e = min(end, (g + 1) * G)
+                    items.append(Item(t0: 0, t1: T, g: g, h0: h, h1: e))
+                    h = e
+                }
+                tasks.append(start..<items.count)
+            }
+        } else {
+            for t0 in stride(from: 0, to: T, by: 8) {
+                for g in 0..<groups { items.append(Item(t0: t0, t1: min(T, t0 + 8), g: g, h0: g * G, h1: (g + 1) * G)) }
+            }
+        }
+        let maxHeads = items.map { ($0.t1 - $0.t0) * ($0.h1 - $0.h0) }.max() ?? 1
         let op = SendablePointer(out), q = SendablePointer(qp)
         slotPos.withUnsafeBufferPointer { spb in
             positions.withUnsafeBufferPointer { ppb in
                 visible.withUnsafeBufferPointer { vb in
                     let sp = spb.baseAddress!, pp = ppb.baseAddress!, vis = vb.baseAddress!
-                    parallelRanges(qBlocks * hBlocks, pool: pool) { items in
+                    let run = { (range: Range<Int>) in
                         let ldScores = max(n, 1)
-                        let scores = UnsafeMutablePointer<Float>.allocate(capacity: qBlock * hBlock * ldScores)
+                        let scores = UnsafeMutablePointer<Float>.allocate(capacity: maxHeads * ldScores)
                         defer { scores.deallocate() }
                         var qs: [UnsafePointer<Float>?] = [], outs: [UnsafeMutablePointer<Float>?] = []
                         var qpos: [Int32] = [], counts: [Int32] = []
-                        for item in items {
-                            let qb = item / hBlocks, hb = item % hBlocks
-                            let g = hb / chunksPerGroup, h0 = g * G + (hb % chunksPerGroup) * hBlock
-                            let h1 = min(h0 + hBlock, (g + 1) * G)
+                        for it in items[range] {
                             qs.removeAll(keepingCapacity: true); outs.removeAll(keepingCapacity: true)
                             qpos.removeAll(keepingCapacity: true); counts.removeAll(keepingCapacity: true)
-                            for t in (qb * qBlock)..<min(T, (qb + 1) * qBlock) {
-                                for h in h0..<h1 {
+                            for t in it.t0..<it.t1 {
+                                for h in it.h0..<it.h1 {
                                     qs.append(UnsafePointer(q.p + t * ldq + h * Dh))
                                     outs.append(op.p + t * Q + h * Dh)
                                     qpos.append(pp[t]); counts.append(vis[t])
                                 }
                             }
-                            kv_attend(Int32(qs.count), qs, qpos, counts, cache.keys(layer: layer, head: g),
-                                      cache.values(layer: layer, head: g), Dh, sp,
+                            kv_attend(Int32(qs.count), qs, qpos, counts, cache.keys(layer: layer, head: it.g),
+                                      cache.values(layer: layer, head: it.g), Dh, sp,
                                       scale, Int32(Dh), scores, ldScores, outs)
                         }
+                    }
+                    if tasks.isEmpty {
+                        parallelRanges(items.count, pool: pool) { run($0) }
+                    } else if tasks.count == 1 {
+                        run(tasks[0])
+                    } else {
+                        pool.run(tasks.count) { run(tasks[$0]) }
                     }
                 }
             }

@@ -1,3 +1,4 @@
+import CKernels
 import Foundation
 
 /// The KV cache of one sequence, explicit per layer and per slot.
@@ -11,6 +12,12 @@ import Foundation
 /// run of keys from position p to q is one delta rotation R(q − p) (rotations compose:
 /// R(q) = R(q − p)·R(p)), which `shift(_:by:)` applies. Storing K before RoPE would make moving
 /// free but would cost a rotation of every cached key at every step.
+///
+/// **K and V are held as IEEE half precision (f16)**, as llama.cpp's default cache type: attention
+/// reads half the bytes, which is what long-context decode spends its time on. The API speaks
+/// float32 and converts at the boundary (`kv_f32_to_f16`, round to nearest even; back exactly), so
+/// a value read and written back is unchanged, and every forward pass (prefill or decode) reads the
+/// same rounded K/V from here.
 public final class KVState: @unchecked Sendable {
     public let config: LlamaConfig
     public private(set) var count = 0
@@ -20,8 +27,8 @@ public final class KVState: @unchecked Sendable {
     // Per layer, one plane per K/V head: [kvHeads][capacity][headDim]. A head's keys (and values)
     // for consecutive slots are contiguous, so attention streams them without striding over the
     // other heads. The API below speaks in rows of kvDim = kvHeads·headDim values per slot.
-    private var k: [UnsafeMutablePointer<Float>] = []
-    private var v: [UnsafeMutablePointer<Float>] = []
+    private var k: [UnsafeMutablePointer<UInt16>] = []
+    private var v: [UnsafeMutablePointer<UInt16>] = []
 
     public init(config: LlamaConfig, capacity: Int = 256) {
         self.config = config
@@ -31,23 +38,23 @@ public final class KVState: @unchecked Sendable {
     deinit { for p in k + v { p.deallocate() } }
 
     public var kvDim: Int { config.kvDim }
-    /// Bytes of K and V held for the occupied slots (float32).
-    public var bytes: Int { count * config.kvBytesPerTokenF32 }
+    /// Bytes of K and V held for the occupied slots (f16).
+    public var bytes: Int { count * config.kvBytesPerTokenF16 }
 
-    /// K/V head `head` of a layer: `[capacity, headDim]`, slot `i` at `i * headDim`. Valid until
-    /// the next call that changes the capacity.
-    public func keys(layer: Int, head: Int) -> UnsafeMutablePointer<Float> { k[layer] + head * capacity * config.headDim }
-    public func values(layer: Int, head: Int) -> UnsafeMutablePointer<Float> { v[layer] + head * capacity * config.headDim }
+    /// K/V head `head` of a layer: `[capacity, headDim]` f16 bit patterns, slot `i` at
+    /// `i * headDim`. Valid until the next call that changes the capacity.
+    public func keys(layer: Int, head: Int) -> UnsafeMutablePointer<UInt16> { k[layer] + head * capacity * config.headDim }
+    public func values(layer: Int, head: Int) -> UnsafeMutablePointer<UInt16> { v[layer] + head * capacity * config.headDim }
 
     public func reserve(_ n: Int) {
         guard n > capacity else { return }
         let newCap = max(n, capacity * 2, 16)
         let dh = config.headDim, heads = config.kvHeads, oldCap = capacity
-        func grow(_ old: [UnsafeMutablePointer<Float>]) -> [UnsafeMutablePointer<Float>] {
+        func grow(_ old: [UnsafeMutablePointer<UInt16>]) -> [UnsafeMutablePointer<UInt16>] {
             (0..<config.layers).map { l in
-                let p = UnsafeMutablePointer<Float>.allocate(capacity: heads * newCap * dh)
-                // Zeroed: a slot claimed but not yet computed must never hold NaN bit patterns
-                // (masked attention weights are 0, and 0 · NaN is NaN).
+                let p = UnsafeMutablePointer<UInt16>.allocate(capacity: heads * newCap * dh)
+                // Zeroed (+0.0): a slot claimed but not yet computed must never hold NaN bit
+                // patterns (masked attention weights are 0, and 0 · NaN is NaN).
                 p.initialize(repeating: 0, count: heads * newCap * dh)
                 if l < old.count {
                     for h in 0..<heads { (p + h * newCap * dh).update(from: old[l] + h * oldCap * dh, count: count * dh) }
@@ -119,46 +126,54 @@ public final class KVState: @unchecked Sendable {
         }
     }
 
-    /// Reads K and V of `slots` in one layer, as [slots.count, kvDim] each.
+    /// Reads K and V of `slots` in one layer, as [slots.count, kvDim] floats each (exact: every
+    /// f16 value is a float).
     public func read(layer: Int, slots: Range<Int>) -> (k: [Float], v: [Float]) {
         precondition(slots.lowerBound >= 0 && slots.upperBound <= count)
-        let dh = config.headDim, d = kvDim
-        var kOut = [Float](repeating: 0, count: slots.count * d), vOut = kOut
-        for h in 0..<config.kvHeads {
-            let kh = keys(layer: layer, head: h), vh = values(layer: layer, head: h)
-            for (i, s) in slots.enumerated() {
-                for j in 0..<dh {
-                    kOut[i * d + h * dh + j] = kh[s * dh + j]
-                    vOut[i * d + h * dh + j] = vh[s * dh + j]
+        let dh = config.headDim, d = kvDim, n = slots.count
+        var kOut = [Float](repeating: 0, count: n * d), vOut = kOut
+        kOut.withUnsafeMutableBufferPointer { kb in
+            vOut.withUnsafeMutableBufferPointer { vb in
+                for h in 0..<config.kvHeads {
+                    let kh = keys(layer: layer, head: h), vh = values(layer: layer, head: h)
+                    for (i, s) in slots.enumerated() {
+                        kv_f16_to_f32(kh + s * dh, kb.baseAddress! + i * d + h * dh, dh)
+                        kv_f16_to_f32(vh + s * dh, vb.baseAddress! + i * d + h * dh, dh)
+                    }
                 }
             }
         }
         return (kOut, vOut)
     }
 
-    /// Writes K and V ([n, kvDim] each) into slots starting at `slot` in one layer.
+    /// Writes K and V ([n, kvDim] floats each) into slots starting at `slot` in one layer, rounded
+    /// to f16 (to nearest even). Values read from a cache come back unchanged.
     public func write(layer: Int, slot: Int, k newK: UnsafePointer<Float>, v newV: UnsafePointer<Float>, count n: Int) {
         precondition(slot >= 0 && slot + n <= count)
         let dh = config.headDim, stride = kvDim
         for h in 0..<config.kvHeads {
             let kh = keys(layer: layer, head: h), vh = values(layer: layer, head: h)
             for i in 0..<n {
-                (kh + (slot + i) * dh).update(from: newK + i * stride + h * dh, count: dh)
-                (vh + (slot + i) * dh).update(from: newV + i * stride + h * dh, count: dh)
+                kv_f32_to_f16(newK + i * stride + h * dh, kh + (slot + i) * dh, dh)
+                kv_f32_to_f16(newV + i * stride + h * dh, vh + (slot + i) * dh, dh)
             }
         }
     }
 
     /// Σ over K and V of (new − held)² for one slot of one layer: how far freshly computed K/V
-    /// (rows of kvDim values) deviate from what the slot holds.
+    /// (rows of kvDim floats, before rounding to f16) deviate from what the slot holds.
     public func squaredDeviation(layer: Int, slot: Int, k newK: UnsafePointer<Float>, v newV: UnsafePointer<Float>) -> Float {
         let dh = config.headDim
         var d: Float = 0
-        for h in 0..<config.kvHeads {
-            let kh = keys(layer: layer, head: h) + slot * dh, vh = values(layer: layer, head: h) + slot * dh
-            for i in 0..<dh {
-                let dk = newK[h * dh + i] - kh[i], dv = newV[h * dh + i] - vh[i]
-                d += dk * dk + dv * dv
+        withUnsafeTemporaryAllocation(of: Float.self, capacity: 2 * dh) { t in
+            let kh = t.baseAddress!, vh = t.baseAddress! + dh
+            for h in 0..<config.kvHeads {
+                kv_f16_to_f32(keys(layer: layer, head: h) + slot * dh, kh, dh)
+                kv_f16_to_f32(values(layer: layer, head: h) + slot * dh, vh, dh)
+                for i in 0..<dh {
+                    let dk = newK[h * dh + i] - kh[i], dv = newV[h * dh + i] - vh[i]
+                    d += dk * dk + dv * dv
+                }
             }
         }
         return d
@@ -167,15 +182,23 @@ public final class KVState: @unchecked Sendable {
     /// Moves the slots in `range` by `delta` positions: their keys are re-rotated with RoPE by
     /// the delta angle (the model's own RoPE: its pairing, NEOX or normal, its frequency factors
     /// and scaling) and their positions updated. Values carry no position and are unchanged.
+    /// Each key is rotated in float and rounded back to f16.
     public func shift(_ range: Range<Int>, by delta: Int32) {
         guard delta != 0, !range.isEmpty else { return }
         let rope = RoPE(config: config)
         let table = rope.table(positions: [delta])
         let dh = config.headDim
-        for l in 0..<config.layers {
-            for h in 0..<config.kvHeads {
-                let kh = keys(layer: l, head: h)
-                for s in range { rope.apply(kh + s * dh, heads: 1, cos: table.cos, sin: table.sin) }
+        withUnsafeTemporaryAllocation(of: Float.self, capacity: dh) { t in
+            let x = t.baseAddress!
+            for l in 0..<config.layers {
+                for h in 0..<config.kvHeads {
+                    let kh = keys(layer: l, head: h)
+                    for s in range {
+                        kv_f16_to_f32(kh + s * dh, x, dh)
+                        rope.apply(x, heads: 1, cos: table.cos, sin: table.sin)
+                        kv_f32_to_f16(x, kh + s * dh, dh)
+                    }
+                }
             }
         }
         for s in range { positions[s] += delta }

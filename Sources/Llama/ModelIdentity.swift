@@ -13,7 +13,7 @@ import Darwin
 ///                         build identity, CPU architecture)
 ///
 /// The whole file covers every tensor byte and all metadata (tokenizer, RoPE base, norms…). The
-/// build identity (`kv_build_identity()`, e.g. "x86_64+avx2+fma+f16c/ckernels-v2") covers what
+/// build identity (`kv_build_identity()`, e.g. "x86_64+avx2+fma+f16c/ckernels-v3") covers what
 /// the file does not: AVX2/FMA, NEON and portable builds round differently. The run-time choice
 /// of matrix-product path (AVX-512 VNNI, AVX-VNNI, AVX2…) is not part of it: those give the same bits.
 /// `formatVersion` is bumped whenever the engine's numbers (or its stored KV layout) change.

@@ -8,8 +8,14 @@ final class AttentionKernelTests: XCTestCase {
     func testAQueryHeadGetsTheSameBitsAloneOrInAnyGroup() {
         let n = 77, dh = 64, ld = 192          // 77 keys: chunk and tile tails both occur
         var rng = SystemRandomNumberGenerator()
-        let K = (0..<(n * ld)).map { _ in Float.random(in: -1...1, using: &rng) }
-        let V = (0..<(n * ld)).map { _ in Float.random(in: -1...1, using: &rng) }
+        // K and V as the cache holds them: f16.
+        func f16(_ x: [Float]) -> [UInt16] {
+            var out = [UInt16](repeating: 0, count: x.count)
+            kv_f32_to_f16(x, &out, x.count)
+            return out
+        }
+        let K = f16((0..<(n * ld)).map { _ in Float.random(in: -1...1, using: &rng) })
+        let V = f16((0..<(n * ld)).map { _ in Float.random(in: -1...1, using: &rng) })
         let slotPos = (0..<Int32(n)).map { $0 }
         let heads = 5
         let q = (0..<(heads * dh)).map { _ in Float.random(in: -1...1, using: &rng) }

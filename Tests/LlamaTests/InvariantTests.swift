@@ -176,7 +176,9 @@ final class InvariantTests: XCTestCase {
         XCTAssertLessThanOrEqual(maxDiff(got, full(m)), 1e-3)
     }
 
-    /// A key rotated from position p to q equals the key computed at q.
+    /// A key rotated from position p to q equals the key computed at q, within f16 rounding: the
+    /// cache holds f16, so the rotated key is rounded again, and the two runs' keys round apart,
+    /// which later layers carry on (a wrong rotation is off by the keys' own size).
     func testShiftReRotatesKeysExactly() throws {
         let m = try model()
         let ctx = LlamaContext(model: m, threads: 1)
@@ -192,12 +194,12 @@ final class InvariantTests: XCTestCase {
             let (kp, vp) = atP.read(layer: l, slots: 0..<5)
             let (kq, vq) = atQ.read(layer: l, slots: 0..<5)
             // Attention only depends on relative positions, so every slot agrees, not just the first.
-            XCTAssertLessThanOrEqual(maxDiff(kp, kq), 1e-4 * max(1, kq.map(abs).max()!), "layer \(l) keys")
-            XCTAssertLessThanOrEqual(maxDiff(vp, vq), 1e-4, "layer \(l) values")
+            XCTAssertLessThanOrEqual(maxDiff(kp, kq), 0x1p-5 * max(1, kq.map(abs).max()!), "layer \(l) keys")
+            XCTAssertLessThanOrEqual(maxDiff(vp, vq), 0x1p-5 * max(1, vq.map(abs).max()!), "layer \(l) values")
         }
-        // And layer 0 (whose input does not depend on position) within 1e-5.
+        // And layer 0 (whose input does not depend on position) within 4 f16 steps at the largest key.
         let (k0p, _) = atP.read(layer: 0, slots: 0..<5), (k0q, _) = atQ.read(layer: 0, slots: 0..<5)
-        XCTAssertLessThanOrEqual(maxDiff(k0p, k0q), 1e-5)
+        XCTAssertLessThanOrEqual(maxDiff(k0p, k0q), 0x1p-8 * k0q.map(abs).max()!)
     }
 
     /// Quantised weights: decode runs int8 kernels, prefill runs float32 sgemm on dequantised

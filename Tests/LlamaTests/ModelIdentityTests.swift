@@ -35,7 +35,7 @@ final class ModelIdentityTests: XCTestCase {
         XCTAssertNotEqual(a.identity.fileSHA256, b.identity.fileSHA256)
         XCTAssertNotEqual(a.fingerprint, b.fingerprint)
         XCTAssertEqual(a.identity.kernelPath, ModelIdentity.kernelPath)
-        XCTAssertTrue(a.identity.kernelPath.hasSuffix("/ckernels-v2"), a.identity.kernelPath)
+        XCTAssertTrue(a.identity.kernelPath.hasSuffix("/ckernels-v3"), a.identity.kernelPath)
         // The same bytes elsewhere give the same identity.
         let same = dir + "/same.gguf"
         try FileManager.default.copyItem(atPath: original, toPath: same)

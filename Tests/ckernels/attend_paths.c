@@ -1,7 +1,9 @@
 // Attention, softmax, SiLU and RMSNorm kernels (ckernels.c): a query head's attention output has
 // the same bits alone or in any group of heads, and the printed digests let builds for other CPUs
 // be compared with this one (the AVX2 and NEON paths must agree bit for bit; the portable C path
-// sums in another order). Ends with "N passed, N failed".
+// sums in another order). The f16 conversions of the KV cache (F16C, AArch64 fcvtn/fcvtl, portable
+// C) are checked against a reference here and, through their digest, across every build.
+// Ends with "N passed, N failed".
 #include "ckernels.h"
 #include <inttypes.h>
 #include <math.h>
@@ -23,11 +25,86 @@ static uint64_t fnv(const void *p, size_t n, uint64_t h) {
 static int passed = 0, failed = 0;
 static void check(int ok, const char *what) { if (ok) passed++; else { failed++; printf("FAIL %s\n", what); } }
 
+// Reference conversions, by arithmetic on doubles rather than on bits.
+static uint32_t bits(float f) { uint32_t x; memcpy(&x, &f, 4); return x; }
+static float from_bits(uint32_t x) { float f; memcpy(&f, &x, 4); return f; }
+static uint16_t ref_f2h(float f) {
+    const uint32_t x = bits(f);
+    const uint16_t sign = (uint16_t)((x >> 16) & 0x8000);
+    if (isnan(f)) return sign | 0x7e00 | ((x >> 13) & 0x3ff);   // quieted, top of the payload
+    const double a = fabs((double)f);
+    if (a >= 65520.0) return sign | 0x7c00;                       // rounds past 65504: infinity
+    if (a == 0) return sign;
+    int e;
+    frexp(a, &e);                                                  // 2^(e-1) ≤ a < 2^e
+    const int ex = e - 1;
+    const double quantum = ex < -14 ? ldexp(1, -24) : ldexp(1, ex - 10);
+    int r = (int)nearbyint(a / quantum);                           // to nearest even (exact quotient)
+    if (ex < -14) return sign | (uint16_t)r;                      // subnormal (1024: the least normal)
+    int E = ex + 15;
+    if (r == 2048) { r = 1024; E++; }
+    return sign | (uint16_t)(E << 10) | (uint16_t)(r - 1024);
+}
+static uint32_t ref_h2f_bits(uint16_t h) {
+    const uint32_t sign = (uint32_t)(h & 0x8000) << 16, e = (h >> 10) & 0x1f, m = h & 0x3ff;
+    if (e == 31) return sign | 0x7f800000 | (m ? 0x400000 | (m << 13) : 0);
+    const double a = e == 0 ? ldexp((double)m, -24) : ldexp((double)(1024 + m), (int)e - 25);
+    return sign | bits((float)a);
+}
+
+// kv_f16_to_f32 on all 65536 patterns, kv_f32_to_f16 on every tie and its neighbours, a stride
+// through all 2^32 floats, and the edges; lengths 1..19 exercise the vector tails.
+static void check_f16(void) {
+    static uint16_t h[65536];
+    static float f[65536];
+    for (int i = 0; i < 65536; i++) h[i] = (uint16_t)i;
+    kv_f16_to_f32(h, f, 65536);
+    int bad = 0;
+    for (int i = 0; i < 65536; i++) bad += bits(f[i]) != ref_h2f_bits((uint16_t)i);
+    check(bad == 0, "f16 -> f32: all 65536 values exact, NaNs quieted");
+    printf("digest f16-to-f32 %016" PRIx64 "\n", fnv(f, sizeof f, 0xcbf29ce484222325ull));
+
+    enum { N = 6 * 0x7c00 + 65536 + 64 };
+    static float x[N];
+    static uint16_t y[N];
+    int m = 0;
+    for (uint32_t i = 0; i < 0x7c00; i++) {         // finite f16 values and the midpoints above them
+        const float lo = from_bits(ref_h2f_bits((uint16_t)i)), hi = from_bits(ref_h2f_bits((uint16_t)(i + 1)));
+        const float mid = lo + (hi - lo) / 2;         // exact: one bit more than f16 has
+        x[m++] = mid; x[m++] = nextafterf(mid, 0); x[m++] = nextafterf(mid, INFINITY);
+        x[m++] = -mid; x[m++] = -lo; x[m++] = nextafterf(lo, INFINITY);
+    }
+    for (uint64_t i = 0; i < 65536; i++) x[m++] = from_bits((uint32_t)(i * 65537u + (uint32_t)(i >> 3)));   // all exponents
+    const float edges[] = { 0.0f, -0.0f, 65504.0f, 65519.996f, 65520.0f, -65520.0f, 1e30f, INFINITY, -INFINITY,
+                            5.9604645e-8f, 2.9802322e-8f, 2.9802326e-8f, 1e-40f, -1e-45f, 6.1035156e-5f, 6.1035152e-5f,
+                            from_bits(0x7fc00000), from_bits(0xffc01234), from_bits(0x7f800001), from_bits(0x7fa5a5a5) };
+    for (size_t i = 0; i < sizeof edges / sizeof *edges; i++) x[m++] = edges[i];
+    kv_f32_to_f16(x, y, (size_t)m);
+    bad = 0;
+    for (int i = 0; i < m; i++) if (y[i] != ref_f2h(x[i])) { if (bad++ < 5) printf("  f32 %08x -> f16 %04x, expected %04x\n", bits(x[i]), y[i], ref_f2h(x[i])); }
+    check(bad == 0, "f32 -> f16: ties to even, subnormals, overflow, NaNs");
+    printf("digest f32-to-f16 %016" PRIx64 "\n", fnv(y, sizeof(uint16_t) * (size_t)m, 0xcbf29ce484222325ull));
+    bad = 0;
+    for (int len = 1; len < 20; len++) {
+        uint16_t t[20];
+        float back[20];
+        kv_f32_to_f16(x + 7 * len, t, (size_t)len);
+        kv_f16_to_f32(t, back, (size_t)len);
+        for (int i = 0; i < len; i++) bad += t[i] != y[7 * len + i] || bits(back[i]) != ref_h2f_bits(t[i]);
+    }
+    check(bad == 0, "conversions of 1..19 values (vector tails) equal the long ones");
+}
+
 int main(void) {
     enum { NQ = 5, DH = 64, SLOTS = 300 };
     const size_t ld = DH;
-    float *K = malloc(sizeof(float) * SLOTS * ld), *V = malloc(sizeof(float) * SLOTS * ld);
-    for (int i = 0; i < SLOTS * DH; i++) { K[i] = uniform(); V[i] = uniform(); }
+    check_f16();
+    // K and V as the cache holds them: f16.
+    float *Kf = malloc(sizeof(float) * SLOTS * ld), *Vf = malloc(sizeof(float) * SLOTS * ld);
+    uint16_t *K = malloc(sizeof(uint16_t) * SLOTS * ld), *V = malloc(sizeof(uint16_t) * SLOTS * ld);
+    for (int i = 0; i < SLOTS * DH; i++) { Kf[i] = uniform(); Vf[i] = uniform(); }
+    kv_f32_to_f16(Kf, K, SLOTS * ld);
+    kv_f32_to_f16(Vf, V, SLOTS * ld);
     int32_t slot_pos[SLOTS];
     for (int j = 0; j < SLOTS; j++) slot_pos[j] = j < 200 ? j : 400 + (j - 200);   // a moved block after a gap
     slot_pos[17] = 250;                                                              // one key from the future

@@ -3,7 +3,8 @@
 #   x86 with AVX2 (and AVX-512 VNNI / AVX-VNNI when this CPU has them), x86 portable C,
 #   aarch64 NEON with and without the dot-product extension under user-mode QEMU (gcc, and clang).
 # qgemm_paths checks each build's matrix-product paths bit for bit against its portable one;
-# attend_paths checks attention's head-group invariance. Across builds, every `digest` line must
+# attend_paths checks attention's head-group invariance (on f16 K/V) and the f16 conversions
+# against a reference. Across builds, every `digest` line must
 # be equal, and every `digest-simd` line must be equal among the vector builds (AVX2, NEON): the
 # portable attention sums in another order. QEMU says nothing about speed.
 # Needs qemu-user and gcc-aarch64-linux-gnu (.ci/run installs them): without them the ARM part is
@@ -39,8 +40,8 @@ run() {
     cat "$out/$name-qgemm.txt" "$out/$name-attend.txt" | grep '^digest ' > "$out/$name.digest"
     cat "$out/$name-attend.txt" | grep '^digest-simd ' > "$out/$name.simd"
     if [ -z "$ref" ]; then ref=$name
-    elif cmp -s "$out/$ref.digest" "$out/$name.digest"; then ok "$name: matrix products and RMSNorm give $ref's bits"
-    else bad "$name: matrix products and RMSNorm give $ref's bits" "$(diff "$out/$ref.digest" "$out/$name.digest")"; fi
+    elif cmp -s "$out/$ref.digest" "$out/$name.digest"; then ok "$name: matrix products, RMSNorm and f16 conversions give $ref's bits"
+    else bad "$name: matrix products, RMSNorm and f16 conversions give $ref's bits" "$(diff "$out/$ref.digest" "$out/$name.digest")"; fi
     [ "$simd" = 1 ] || return
     if [ -z "$simdref" ]; then simdref=$name
     elif cmp -s "$out/$simdref.simd" "$out/$name.simd"; then ok "$name: attention, softmax and SiLU give $simdref's bits"

@@ -46,11 +46,17 @@ const char *kv_build_identity(void);
 void kv_silu_mul(float *g, const float *u, size_t n);
 /// In-place softmax of x[n]; -inf entries become 0.
 void kv_softmax(float *x, int n);
+/// IEEE half precision (binary16) from float, rounded to nearest even (F16C, AArch64 fcvtn, or
+/// portable C: the same bits), and back (exact). The live KV cache is stored this way.
+void kv_f32_to_f16(const float *x, uint16_t *y, size_t n);
+void kv_f16_to_f32(const uint16_t *x, float *y, size_t n);
+/// x[i] = f16(x[i]) as a float, in place.
+void kv_round_f16(float *x, size_t n);
 /// Attention of `nq` query heads sharing one K/V head: query i (`dh` floats at q[i], position
-/// qpos[i]) over cache slots [0, n[i]), K and V rows `ld` floats apart, slot positions `slot_pos`;
-/// slots after the query's position are masked. `scores` is scratch [nq, ld_scores ≥ max n].
+/// qpos[i]) over cache slots [0, n[i]), K and V rows of f16 values `ld` apart, slot positions
+/// `slot_pos`; slots after the query's position are masked. `scores` is scratch [nq, ld_scores ≥ max n].
 /// Writes out[i][0..dh). The result for a query does not depend on the other queries.
-void kv_attend(int nq, const float *const *q, const int32_t *qpos, const int32_t *n, const float *K, const float *V,
+void kv_attend(int nq, const float *const *q, const int32_t *qpos, const int32_t *n, const uint16_t *K, const uint16_t *V,
                size_t ld, const int32_t *slot_pos, float scale, int dh, float *scores, size_t ld_scores,
                float *const *out);
 /// y = x / sqrt(mean(x²) + eps) * w
