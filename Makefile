@@ -28,7 +28,8 @@ bench: setup build
 	$(BIN) bench engine
 
 # Optional: llama.cpp (from PyPI's llama-cpp-python sdist, sha256-pinned) as the reference that
-# `bench engine` measures in the same run, and the tool that made the france-chat golden logits.
+# `bench engine` (llama-bench) and `bench --scenario F --llama-server default` (llama-server)
+# measure in the same run, and the tool that made the france-chat golden logits.
 reference:
 	@bash scripts/reference-llama-cpp.sh
 

@@ -89,6 +89,8 @@ let package = Package(
         .target(name: "UITestSupport", dependencies: ["TerminalUI", "DuelCore"], path: "Tests/UITestSupport"),
         .testTarget(name: "TerminalUITests", dependencies: ["TerminalUI", "DuelCore", "Engine", "UITestSupport"],
                     resources: [.copy("Snapshots")]),
+        // Pure logic of the bench commands (statistics, JSON, llama-server's responses).
+        .testTarget(name: "BenchTests", dependencies: ["kvduel", "Engine"]),
         .testTarget(name: "SessionTests", dependencies: ["Session", "TerminalUI", "DuelCore", "Engine", "UITestSupport"],
                     resources: [.copy("Fixtures")]),
     ],

@@ -4,11 +4,13 @@
 #     llama.cpp in the same run, with the same model and threads, to print honest ratios;
 #   - scripts/reference/dump-logits.c (built here as kvduel-dump-logits) regenerates golden
 #     logits such as Tests/LlamaTests/Fixtures/france-chat.*;
-#   - llama-quantize makes quantised copies of synthetic models (scripts/make-shape-models.py).
+#   - llama-quantize makes quantised copies of synthetic models (scripts/make-shape-models.py);
+#   - `kvduel bench --scenario F --llama-server PATH` starts llama-server and runs the scenario's
+#     turns against it (same prompt token ids, one slot, prompt caching) beside kvduel's engines.
 # The source is the llama.cpp tree vendored in the llama-cpp-python 0.3.8 sdist (llama.cpp commit
 # 7841fc7, 2025-03-12), fetched from PyPI with `pip download` (never installed) and verified by
 # sha256. cmake comes from the system or, if missing, from the PyPI `cmake` wheel (unzipped, not
-# installed). Takes about 5 minutes on 2 cores. Nothing here is needed to run or test kvduel.
+# installed). Takes about 10 minutes on 2 cores (llama-server is the slow part). Nothing here is needed to run or test kvduel.
 set -euo pipefail
 
 SDIST_VERSION=0.3.8
@@ -20,7 +22,8 @@ PY="${PYTHON:-python3}"
 HERE="$(cd "$(dirname "$0")" && pwd)"
 JOBS="$(nproc 2>/dev/null || sysctl -n hw.ncpu 2>/dev/null || echo 2)"
 
-if [ -x "$DEST/bin/llama-bench" ] && [ -x "$DEST/bin/kvduel-dump-logits" ] && [ -x "$DEST/bin/llama-quantize" ]; then
+if [ -x "$DEST/bin/llama-bench" ] && [ -x "$DEST/bin/kvduel-dump-logits" ] && [ -x "$DEST/bin/llama-quantize" ] \
+    && [ -x "$DEST/bin/llama-server" ]; then
     echo "llama.cpp: $DEST/bin (already built)"
     exit 0
 fi
@@ -50,12 +53,14 @@ if [ -z "$CMAKE" ]; then
     chmod +x "$CMAKE"
 fi
 
-echo "llama.cpp: building llama-bench, llama-quantize and kvduel-dump-logits (about 5 minutes)..."
+echo "llama.cpp: building llama-bench, llama-server, llama-quantize and kvduel-dump-logits (about 10 minutes)..."
 "$CMAKE" -S "$src" -B "$build" -DCMAKE_BUILD_TYPE=Release -DBUILD_SHARED_LIBS=OFF \
     -DLLAMA_CURL=OFF -DGGML_NATIVE=ON -DGGML_METAL=OFF >"$tmp/configure.log" 2>&1 || { cat "$tmp/configure.log" >&2; exit 1; }
-"$CMAKE" --build "$build" -j "$JOBS" --target llama-bench llama-quantize llama >"$tmp/build.log" 2>&1 || { tail -30 "$tmp/build.log" >&2; exit 1; }
+"$CMAKE" --build "$build" -j "$JOBS" --target llama-bench llama-server llama-quantize llama >"$tmp/build.log" 2>&1 || { tail -30 "$tmp/build.log" >&2; exit 1; }
 mkdir -p "$DEST/bin"
-cp "$build/bin/llama-bench" "$build/bin/llama-quantize" "$DEST/bin/"
+for tool in llama-bench llama-server llama-quantize; do   # via a rename: a running copy stays intact
+    cp "$build/bin/$tool" "$DEST/bin/.$tool.new" && mv -f "$DEST/bin/.$tool.new" "$DEST/bin/$tool"
+done
 libs="$(find "$build" -name 'libllama.a' -o -name 'libggml*.a' | sort -r | tr '\n' ' ')"
 openmp="$(sed -n 's/^OpenMP_C_FLAGS:STRING=//p' "$build/CMakeCache.txt")"   # ggml uses OpenMP when found
 if [ "$(uname)" = Darwin ]; then   # untested: ld64 needs no group flags; ggml links Accelerate
@@ -64,5 +69,6 @@ else
     link="-Wl,--start-group $libs -Wl,--end-group"
 fi
 c++ -O2 -x c "$HERE/reference/dump-logits.c" -x none -I"$src/include" -I"$src/ggml/include" \
-    $link $openmp -lpthread -lm -o "$DEST/bin/kvduel-dump-logits"
-echo "llama.cpp: $DEST/bin (llama-bench, llama-quantize, kvduel-dump-logits; commit 7841fc7)"
+    $link $openmp -lpthread -lm -o "$DEST/bin/.kvduel-dump-logits.new"
+mv -f "$DEST/bin/.kvduel-dump-logits.new" "$DEST/bin/kvduel-dump-logits"
+echo "llama.cpp: $DEST/bin (llama-bench, llama-server, llama-quantize, kvduel-dump-logits; commit 7841fc7)"

@@ -13,7 +13,7 @@ struct BenchEngine: ParsableCommand {
     @Option(help: "Worker threads.") var threads: Int = ProcessInfo.processInfo.activeProcessorCount
     @Option(help: "Prompt lengths to prefill, comma-separated.") var prefill: String = "128,512,2048"
     @Option(help: "Tokens to decode.") var decode: Int = 128
-    @Option(help: "Append N tokens to a cache of C tokens (\"C+N\", empty to skip): the work that exact prefix reuse leaves, then decode at that context.")
+    @Option(help: "Append N tokens to a cache of C tokens (\"C+N\", empty to skip): the work that exact prefix reuse leaves (the physical limit of such a turn, as `bench --scenario` measures it beside each warm turn), then decode at that context.")
     var extend: String = "2000+50"
     @Option(help: "Repetitions per figure (the best is reported).") var repeats: Int = 2
     @Option(help: "llama.cpp's llama-bench, measured in the same run as the reference (default: $KVDUEL_CACHE_DIR/llama.cpp/bin/llama-bench from `make reference`, then PATH; none to skip).")
@@ -90,19 +90,18 @@ struct BenchEngine: ParsableCommand {
         // prefix reused), then greedy decode at that context.
         var extendFigure: (context: Int, new: Int, ms: Double, decode: Double)?
         if parts.count == 2, let c = parts[0], let n = parts[1], c > 0, n > 0 {
-            let cache = KVState(config: model.config, capacity: c + n + decode + 1)
-            ctx.forward(tokens: randomTokens(c), positions: (0..<Int32(c)).map { $0 }, cache: cache, logits: .none)
-            let new = randomTokens(n)
+            let probe = ExtendProbe(model: model, threads: threads, capacity: c + n + decode + 1)
+            probe.prepare(context: c)
+            let new = probe.randomTokens(n)
             var best = Double.infinity, bestRate = 0.0
             for _ in 0..<repeats {
-                cache.truncate(to: c)
-                let t0 = Clock.now()
-                var logits = ctx.forward(tokens: new, positions: (Int32(c)..<Int32(c + n)).map { $0 }, cache: cache)
-                best = min(best, Clock.seconds(since: t0))
+                probe.prepare(context: c)
+                var (seconds, logits) = probe.extend(new)
+                best = min(best, seconds)
                 let t1 = Clock.now()
                 for i in 0..<decode {
                     let next = Sampler.argmax(logits)
-                    logits = ctx.forward(tokens: [next], positions: [Int32(c + n + i)], cache: cache)
+                    logits = probe.ctx.forward(tokens: [next], positions: [Int32(c + n + i)], cache: probe.cache)
                 }
                 bestRate = max(bestRate, Double(decode) / Clock.seconds(since: t1))
             }
@@ -123,7 +122,6 @@ struct BenchEngine: ParsableCommand {
             _ = kv_qgemm_select(kernelPath)
         }
 
-        let machine = MachineInfo.current
         let rss = MachineInfo.peakRSSBytes
 
         // The reference, right after kvduel, on the same file, threads and lengths.
@@ -138,12 +136,10 @@ struct BenchEngine: ParsableCommand {
         }
 
         if json {
-            var obj: [String: Any] = [
-                "machine": machine.description, "cpus": machine.cpus, "threads": threads,
-                "model": model.config.name, "model_path": modelOptions.resolvedPath,
-                "decode_tokens": decode, "decode_tok_s": bestDecode, "peak_rss_bytes": rss,
-                "kernel_path": kernelPath, "kernel_paths_supported": String(cString: kv_qgemm_paths()),
-            ]
+            var obj = BenchHeader.json(model: model, path: modelOptions.resolvedPath, threads: threads)
+            obj["decode_tokens"] = decode
+            obj["decode_tok_s"] = bestDecode
+            obj["peak_rss_bytes"] = rss
             if !perPath.isEmpty {
                 obj["other_kernel_paths"] = perPath.map { p -> [String: Any] in
                     ["path": p.path, "decode_tok_s": p.decode,
@@ -170,10 +166,10 @@ struct BenchEngine: ParsableCommand {
             return
         }
         print("kvduel bench engine")
-        print("machine : \(machine.description), \(machine.cpus) CPUs")
-        print("model   : \(model.config.name) (\(modelOptions.resolvedPath))")
+        print(BenchHeader.machineLine())
+        print(BenchHeader.modelLine(model, path: modelOptions.resolvedPath))
         print("threads : \(threads)   (best of \(repeats) runs)")
-        print("kernel  : \(kernelPath) matrix products (this CPU has \(String(cString: kv_qgemm_paths())); KVDUEL_KERNEL or --kernels to compare)")
+        print(BenchHeader.kernelLine(hint: "; KVDUEL_KERNEL or --kernels to compare"))
         if let llama {
             print("llama.cpp: \(llama.commit), llama-bench -t \(threads) -r \(repeats), best sample, measured in this run after kvduel")
         } else if let llamaError {
