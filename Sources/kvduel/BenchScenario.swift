@@ -112,6 +112,8 @@ struct BenchScenario: ParsableCommand {
         }
         for r in ratios { _ = try CacheOptions.engineOptions(recompute: r, cacheMB: cacheMB, kvEncoding: kvEncoding, checkLayers: checkLayers, diskDirectory: nil) }
         let remoteURL = try remoteOptions.url()
+        _ = try remoteOptions.strategy()
+        _ = try remoteOptions.throttles()
         guard coldPairs >= 0 && coldPairs <= 100 else { throw CLIError("--cold-pairs must be between 0 and 100, got \(coldPairs)") }
         guard instances >= 1 && instances <= 16 else { throw CLIError("--instances must be between 1 and 16, got \(instances)") }
         if instances > 1 {
@@ -215,10 +217,10 @@ struct BenchScenario: ParsableCommand {
             // connection to the shared tier.
             if let d = diskDirectory { try? FileManager.default.removeItem(atPath: d) }
             var opts = try CacheOptions.engineOptions(recompute: ratio, cacheMB: cacheMB, kvEncoding: kvEncoding, checkLayers: checkLayers, diskDirectory: diskDirectory)
-            let remote = remoteURL.map { RemoteOptions.tier($0, model: model, encoding: opts.encoding) }
-            if let remote {
-                if remote.state != .ok { progress("warning: remote \(remoteURL!) is \(remote.state.rawValue): \(remote.lastError ?? "")") }
-                opts.lowerTiers = [remote]
+            // The load strategy, the dialed links and the remote tier behind its link.
+            let remote = try remoteOptions.apply(to: &opts, url: remoteURL, model: model)
+            if let remote, remote.state != .ok {
+                progress("warning: remote \(remoteURL!) is \(remote.state.rawValue): \(remote.lastError ?? "")")
             }
             let cached: ReuseEngine
             do { cached = try ReuseEngine(model: model, tokenizer: tokenizer, threads: threads, options: opts) } catch { throw CLIError("\(diskDirectory ?? ""): \(error)") }
