@@ -128,22 +128,18 @@ struct BenchCake: ParsableCommand {
                 return (run, logits)
             }
 
-            // ---- compute-only: the link plays no part; measured once, used for every row ----
-            var computeRuns: [Run] = []
-            var reference: [Float] = []
-            for _ in 0..<repeats {
-                let (run, logits) = try measure(.compute, link: nil, reference: nil)
-                computeRuns.append(run)
-                reference = logits
-            }
-            let computeMedian = CakeSpread(computeRuns.map(\.ttft))
+            // ---- compute-only, once up front: the reference logits and the crossover. Every row
+            // measures compute-only again, interleaved with load-only and Cake, so a change in
+            // the machine's load during the sweep moves all three alike. ----
+            let (first, reference) = try measure(.compute, link: nil, reference: nil)
+            let computeMedian = CakeSpread([first.ttft])
             // The crossover: the bandwidth at which loading the stored bytes takes as long as computing them.
             let crossoverMBps = storedBytes / computeMedian.median / 1e6
             if !json {
                 print("")
-                print(String(format: "%@: %d B/token, %.1f MB stored · compute-only %@ · crossover ≈ %.1f MB/s",
+                print(String(format: "%@: %d B/token, %.1f MB stored · a first compute-only run took %@ · crossover ≈ %.1f MB/s",
                              enc.description, bytesPerToken, storedBytes / 1e6, computeMedian.text, crossoverMBps))
-                print("  link MB/s   load-only               Cake                    best pure      Cake vs best   meeting: computed ▸ ◂ loaded   first-token KL (load, cake)")
+                print("  link MB/s   compute-only            load-only               Cake                    best pure      Cake vs best   meeting: computed ▸ ◂ loaded   first-token KL (load, cake)")
             }
             var rows: [[String: Any]] = []
             for bw in sweep {
@@ -153,8 +149,9 @@ struct BenchCake: ParsableCommand {
                 case .mbps(let v): mbps = v
                 case .crossover(let f): mbps = crossoverMBps * f
                 }
-                var loadRuns: [Run] = [], cakeRuns: [Run] = []
+                var loadRuns: [Run] = [], cakeRuns: [Run] = [], computeRuns: [Run] = []
                 for _ in 0..<repeats {
+                    computeRuns.append(try measure(.compute, link: nil, reference: reference).0)
                     // Each run gets its own link, idle at the start.
                     let ms = latency
                     func link() -> Throttle? { mbps != nil || ms > 0 ? Throttle(bytesPerSecond: mbps.map { $0 * 1e6 }, latency: ms / 1000) : nil }
@@ -162,7 +159,8 @@ struct BenchCake: ParsableCommand {
                     cakeRuns.append(try measure(.cake, link: link(), reference: reference).0)
                 }
                 let load = CakeSpread(loadRuns.map(\.ttft)), cake = CakeSpread(cakeRuns.map(\.ttft))
-                let best = min(load.median, computeMedian.median)
+                let compute = CakeSpread(computeRuns.map(\.ttft))
+                let best = min(load.median, compute.median)
                 let ratio = cake.median / best
                 // The meeting point of the run with the median TTFT.
                 let mid = cakeRuns.sorted { $0.ttft < $1.ttft }[cakeRuns.count / 2]
@@ -175,8 +173,8 @@ struct BenchCake: ParsableCommand {
                 }
                 if !json {
                     let verdict = ratio <= 1 ? String(format: "%.2f× faster", 1 / ratio) : String(format: "%.2f× slower", ratio)
-                    print("  " + pad(label, width: 11) + pad(load.text, width: 24) + pad(cake.text, width: 24)
-                          + pad(load.median <= computeMedian.median ? "load" : "compute", width: 15)
+                    print("  " + pad(label, width: 11) + pad(compute.text, width: 24) + pad(load.text, width: 24) + pad(cake.text, width: 24)
+                          + pad(load.median <= compute.median ? "load" : "compute", width: 15)
                           + pad(verdict, width: 15)
                           + pad(String(format: "%.0f ▸ ◂ %.0f", meetComputed, meetLoaded), width: 31)
                           + String(format: "%.4f, %.4f", CakeSpread(loadRuns.map(\.firstTokenKL)).median, CakeSpread(cakeRuns.map(\.firstTokenKL)).median))
@@ -190,13 +188,13 @@ struct BenchCake: ParsableCommand {
                     }
                 }
                 rows.append(["bandwidth_mbps": mbps ?? -1, "unthrottled": mbps == nil,
-                             "load_ms": load.json, "cake_ms": cake.json,
-                             "cake_vs_best_pure": ratio, "best_pure": load.median <= computeMedian.median ? "load" : "compute",
+                             "compute_ms": compute.json, "load_ms": load.json, "cake_ms": cake.json,
+                             "cake_vs_best_pure": ratio, "best_pure": load.median <= compute.median ? "load" : "compute",
                              "meeting_computed_tokens": meetComputed, "meeting_loaded_tokens": meetLoaded,
                              "load_samples": samples(loadRuns), "cake_samples": samples(cakeRuns)])
             }
             out.append(["encoding": enc.description, "bytes_per_token": bytesPerToken, "stored_bytes": storedBytes,
-                        "compute_ms": computeMedian.json, "crossover_mbps": crossoverMBps, "rows": rows])
+                        "compute_first_ms": computeMedian.json, "crossover_mbps": crossoverMBps, "rows": rows])
             try? FileManager.default.removeItem(atPath: dir)
         }
         if json {
