@@ -200,11 +200,35 @@ public final class RedisTier: KVTier, @unchecked Sendable {
     public func fetch(_ keys: [CacheKey]) -> [CacheKey: EncodedKV] {
         guard !keys.isEmpty else { return [:] }
         let start = Self.now()
-        guard let replies = readCommand([Array("MGET".utf8)] + keys.map(redisKey)) else { return [:] }
-        guard case .array(let values) = replies, values.count == keys.count else {
+        guard let reply = readCommand([Array("MGET".utf8)] + keys.map(redisKey)) else { return [:] }
+        guard let out = takeMGET(reply, keys: keys, since: start) else {
             noteFailure("unexpected MGET reply")
             return [:]
         }
+        return out
+    }
+
+    /// One pipelined round trip: MGET of `keys`, then EXISTS for each of `probing`.
+    public func fetch(_ keys: [CacheKey], probing: [CacheKey]) -> (found: [CacheKey: EncodedKV], present: Set<CacheKey>) {
+        if probing.isEmpty { return (fetch(keys), []) }
+        if keys.isEmpty { return ([:], present(probing)) }
+        let start = Self.now()
+        let commands = [[Array("MGET".utf8)] + keys.map(redisKey)] + probing.map { [Array("EXISTS".utf8), redisKey($0)] }
+        guard let replies = readPipeline(commands), replies.count == commands.count else { return ([:], []) }
+        guard let out = takeMGET(replies[0], keys: keys, since: start) else {
+            noteFailure("unexpected MGET reply")
+            return ([:], [])
+        }
+        var present = Set<CacheKey>()
+        for (k, r) in zip(probing, replies.dropFirst()) { if case .integer(let n) = r, n > 0 { present.insert(k) } }
+        return (out, present)
+    }
+
+    /// The entries of an MGET reply for `keys` (damaged, foreign or unauthenticated ones rejected
+    /// and counted), and the read counted as one round trip since `start`; nil for a reply that is
+    /// not an array of `keys.count` values.
+    private func takeMGET(_ reply: RedisReply, keys: [CacheKey], since start: Double) -> [CacheKey: EncodedKV]? {
+        guard case .array(let values) = reply, values.count == keys.count else { return nil }
         var out: [CacheKey: EncodedKV] = [:]
         var read = 0
         var rejected: [Rejection] = []
@@ -225,38 +249,6 @@ public final class RedisTier: KVTier, @unchecked Sendable {
         for r in rejected { rejections_[r, default: 0] += 1 }
         cond.unlock()
         return out
-    }
-
-    /// One pipelined round trip: MGET of `keys`, then EXISTS for each of `probing`.
-    public func fetch(_ keys: [CacheKey], probing: [CacheKey]) -> (found: [CacheKey: EncodedKV], present: Set<CacheKey>) {
-        if probing.isEmpty { return (fetch(keys), []) }
-        if keys.isEmpty { return ([:], present(probing)) }
-        let start = Self.now()
-        let commands = [[Array("MGET".utf8)] + keys.map(redisKey)] + probing.map { [Array("EXISTS".utf8), redisKey($0)] }
-        guard let replies = readPipeline(commands), replies.count == commands.count,
-              case .array(let values) = replies[0], values.count == keys.count else { return ([:], []) }
-        var out: [CacheKey: EncodedKV] = [:]
-        var read = 0
-        var rejected: [Rejection] = []
-        for (k, v) in zip(keys, values) {
-            guard case .string(let bytes) = v else { continue }
-            read += bytes.count
-            switch decodeValue(bytes, key: k) {
-            case .success(let e): out[k] = e
-            case .failure(let r): rejected.append(r)
-            }
-        }
-        var present = Set<CacheKey>()
-        for (k, r) in zip(probing, replies.dropFirst()) { if case .integer(let n) = r, n > 0 { present.insert(k) } }
-        let elapsed = Self.now() - start
-        cond.lock()
-        stats_.bytesRead += read
-        stats_.roundTrips += 1
-        stats_.readSeconds += elapsed
-        stats_.rejectedEntries += rejected.count
-        for r in rejected { rejections_[r, default: 0] += 1 }
-        cond.unlock()
-        return (out, present)
     }
 
     /// One pipelined round trip of EXISTS, one per key (no bodies).
