@@ -27,7 +27,7 @@ struct BenchCake: ParsableCommand {
     @Option(help: ArgumentHelp("Redis-protocol server for --tier remote.", valueName: "url")) var remote: String?
     @Flag(help: "Print JSON.") var json = false
 
-    struct Run: Codable {
+    struct Run {
         var ttft: Double
         var computed: Int
         var loaded: Int
@@ -132,13 +132,13 @@ struct BenchCake: ParsableCommand {
             // measures compute-only again, interleaved with load-only and Cake, so a change in
             // the machine's load during the sweep moves all three alike. ----
             let (first, reference) = try measure(.compute, link: nil, reference: nil)
-            let computeMedian = CakeSpread([first.ttft])
+            let computeMedian = Spread([first.ttft])
             // The crossover: the bandwidth at which loading the stored bytes takes as long as computing them.
             let crossoverMBps = storedBytes / computeMedian.median / 1e6
             if !json {
                 print("")
                 print(String(format: "%@: %d B/token, %.1f MB stored · a first compute-only run took %@ · crossover ≈ %.1f MB/s",
-                             enc.description, bytesPerToken, storedBytes / 1e6, computeMedian.text, crossoverMBps))
+                             enc.description, bytesPerToken, storedBytes / 1e6, ttftText(computeMedian), crossoverMBps))
                 print("  link MB/s   compute-only            load-only               Cake                    best pure      Cake vs best   meeting: computed ▸ ◂ loaded   first-token KL (load, cake)")
             }
             var rows: [[String: Any]] = []
@@ -158,8 +158,8 @@ struct BenchCake: ParsableCommand {
                     loadRuns.append(try measure(.load, link: link(), reference: reference).0)
                     cakeRuns.append(try measure(.cake, link: link(), reference: reference).0)
                 }
-                let load = CakeSpread(loadRuns.map(\.ttft)), cake = CakeSpread(cakeRuns.map(\.ttft))
-                let compute = CakeSpread(computeRuns.map(\.ttft))
+                let load = Spread(loadRuns.map(\.ttft)), cake = Spread(cakeRuns.map(\.ttft))
+                let compute = Spread(computeRuns.map(\.ttft))
                 let best = min(load.median, compute.median)
                 let ratio = cake.median / best
                 // The meeting point of the run with the median TTFT.
@@ -173,28 +173,26 @@ struct BenchCake: ParsableCommand {
                 }
                 if !json {
                     let verdict = ratio <= 1 ? String(format: "%.2f× faster", 1 / ratio) : String(format: "%.2f× slower", ratio)
-                    print("  " + pad(label, width: 11) + pad(compute.text, width: 24) + pad(load.text, width: 24) + pad(cake.text, width: 24)
+                    print("  " + pad(label, width: 11) + pad(ttftText(compute), width: 24) + pad(ttftText(load), width: 24) + pad(ttftText(cake), width: 24)
                           + pad(load.median <= compute.median ? "load" : "compute", width: 15)
                           + pad(verdict, width: 15)
                           + pad(String(format: "%.0f ▸ ◂ %.0f", meetComputed, meetLoaded), width: 31)
-                          + String(format: "%.4f, %.4f", CakeSpread(loadRuns.map(\.firstTokenKL)).median, CakeSpread(cakeRuns.map(\.firstTokenKL)).median))
+                          + String(format: "%.4f, %.4f", Spread(loadRuns.map(\.firstTokenKL)).median, Spread(cakeRuns.map(\.firstTokenKL)).median))
                 }
-                let enc = JSONEncoder()
                 func samples(_ runs: [Run]) -> [[String: Any]] {
                     runs.map { r in
-                        let b = (try? JSONSerialization.jsonObject(with: enc.encode(r.breakdown))) ?? [:]
-                        return ["ttft_ms": r.ttft * 1000, "computed_tokens": r.computed, "loaded_tokens": r.loaded,
-                                "first_token_kl": r.firstTokenKL, "same_first_token": r.sameFirstToken, "breakdown": b]
+                        ["ttft_ms": r.ttft * 1000, "computed_tokens": r.computed, "loaded_tokens": r.loaded,
+                         "first_token_kl": r.firstTokenKL, "same_first_token": r.sameFirstToken, "breakdown": breakdownJSON(r.breakdown)]
                     }
                 }
                 rows.append(["bandwidth_mbps": mbps ?? -1, "unthrottled": mbps == nil,
-                             "compute_ms": compute.json, "load_ms": load.json, "cake_ms": cake.json,
+                             "compute_ms": compute.scaled(1000).json, "load_ms": load.scaled(1000).json, "cake_ms": cake.scaled(1000).json,
                              "cake_vs_best_pure": ratio, "best_pure": load.median <= compute.median ? "load" : "compute",
                              "meeting_computed_tokens": meetComputed, "meeting_loaded_tokens": meetLoaded,
                              "load_samples": samples(loadRuns), "cake_samples": samples(cakeRuns)])
             }
             out.append(["encoding": enc.description, "bytes_per_token": bytesPerToken, "stored_bytes": storedBytes,
-                        "compute_first_ms": computeMedian.json, "crossover_mbps": crossoverMBps, "rows": rows])
+                        "compute_first_ms": computeMedian.scaled(1000).json, "crossover_mbps": crossoverMBps, "rows": rows])
             try? FileManager.default.removeItem(atPath: dir)
         }
         if json {
@@ -229,24 +227,9 @@ struct BenchCake: ParsableCommand {
     }
 }
 
-/// Median and range of a few samples.
-private struct CakeSpread {
-    var samples: [Double]
-    init(_ s: [Double]) { samples = s }
-    var median: Double {
-        let s = samples.sorted()
-        guard !s.isEmpty else { return 0 }
-        return s.count % 2 == 1 ? s[s.count / 2] : (s[s.count / 2 - 1] + s[s.count / 2]) / 2
-    }
-    var min: Double { samples.min() ?? 0 }
-    var max: Double { samples.max() ?? 0 }
-    /// "1.23 s (1.20–1.31)" with the unit chosen by size.
-    var text: String {
-        func f(_ v: Double) -> String { v >= 1 ? String(format: "%.2f", v) : String(format: "%.0f", v * 1000) }
-        let unit = median >= 1 ? " s" : " ms"
-        return samples.count > 1 ? "\(f(median))\(unit) (\(f(min))–\(f(max)))" : "\(f(median))\(unit)"
-    }
-    var json: [String: Any] { ["median": median * 1000, "min": min * 1000, "max": max * 1000, "samples": samples.map { $0 * 1000 }] }
+/// "1.23 s (1.20–1.31)" or "57 ms (55–58)": a TTFT spread with the unit chosen by its median.
+private func ttftText(_ s: Spread) -> String {
+    s.median >= 1 ? s.text(decimals: 2, suffix: " s") : s.text(scale: 1000, suffix: " ms")
 }
 
 private func argmax(_ v: [Float]) -> Int { v.indices.max { v[$0] < v[$1] } ?? -1 }
