@@ -211,10 +211,21 @@ void kv_silu_mul(float *g, const float *u, size_t n) {
     for (; i < n; i++) g[i] = g[i] / (1.0f + expf(-g[i])) * u[i];
 }
 
-void kv_softmax(float *x, int n) {
+// x[i] = exp(x[i] - max x) in place; returns 1 / Σ, or 0 when every entry is -inf (x untouched).
+static float softmax_exp(float *x, int n) {
     float mx = -INFINITY;
-    for (int i = 0; i < n; i++) if (x[i] > mx) mx = x[i];
-    if (mx == -INFINITY) return;
+    int k = 0;
+#ifdef KV_AVX2
+    if (n >= 8) {   // max is exact in any order
+        __m256 vm = _mm256_set1_ps(-INFINITY);
+        for (; k + 8 <= n; k += 8) vm = _mm256_max_ps(vm, _mm256_loadu_ps(x + k));
+        float t[8];
+        _mm256_storeu_ps(t, vm);
+        for (int l = 0; l < 8; l++) if (t[l] > mx) mx = t[l];
+    }
+#endif
+    for (; k < n; k++) if (x[k] > mx) mx = x[k];
+    if (mx == -INFINITY) return 0;
     float sum = 0;
     int i = 0;
 #ifdef KV_AVX2
@@ -242,8 +253,13 @@ void kv_softmax(float *x, int n) {
     sum = hsum8n(vs);
 #endif
     for (; i < n; i++) { float e = expf(x[i] - mx); x[i] = e; sum += e; }
-    const float inv = 1.0f / sum;
-    for (i = 0; i < n; i++) x[i] *= inv;
+    return 1.0f / sum;
+}
+
+void kv_softmax(float *x, int n) {
+    const float inv = softmax_exp(x, n);
+    if (inv == 0) return;
+    for (int i = 0; i < n; i++) x[i] *= inv;
 }
 
 void kv_rmsnorm(const float *x, const float *w, float *y, int n, float eps) {
@@ -474,9 +490,192 @@ static inline void to_f32_rows(const uint16_t *x, size_t ld, int rows, int dh, f
     for (int r = 0; r < rows; r++) kv_f16_to_f32(x + (size_t)r * ld, buf + (size_t)r * dh, (size_t)dh);
 }
 
+#ifdef KV_AVX2
+// The decode-sized path: up to KV_DIRECT_HEADS query heads read K and V straight from the f16
+// cache, each row converted in registers once for all of them (B ≤ 3 heads at a time), with no
+// float copy through memory. On CPUs whose stores are narrow (Zen 1 stores 128 bits a cycle),
+// writing the converted chunk and reading it back cost more than the arithmetic. Per key and per
+// output lane the operations are exactly those of scores_chunk2 / values_chunk2 (the same lanes,
+// the same reduction tree, values in slot order), and the conversion is exact, so a head's bits
+// are the same on either path.
+#define KV_DIRECT_HEADS 4
+
+// Scores of B heads for keys [j0, j1) (j0 a multiple of 4), rows clamped to `last`.
+static inline __attribute__((always_inline)) void scores_direct(const int B, const float *const *q, const int32_t *qpos,
+        const int32_t *n, const uint16_t *K, size_t ld, const int32_t *slot_pos, int j0, int j1, int last, float scale,
+        int dh, float *const *s) {
+    const __m128 vs = _mm_set1_ps(scale);
+    for (; j0 < j1; j0 += 4) {
+        const uint16_t *k[4];
+        for (int i = 0; i < 4; i++) k[i] = K + (size_t)(j0 + i < last ? j0 + i : last) * ld;
+        __m256 a[3][4];
+        for (int b = 0; b < B; b++) for (int i = 0; i < 4; i++) a[b][i] = _mm256_setzero_ps();
+        for (int d = 0; d < dh; d += 8) {
+            __m256 x[3];
+            for (int b = 0; b < B; b++) x[b] = _mm256_loadu_ps(q[b] + d);
+            for (int i = 0; i < 4; i++) {
+                const __m256 kk = ldh8(k[i] + d);
+                for (int b = 0; b < B; b++) a[b][i] = _mm256_fmadd_ps(x[b], kk, a[b][i]);
+            }
+        }
+        for (int b = 0; b < B; b++)
+            store_scores4(_mm_mul_ps(reduce4(a[b][0], a[b][1], a[b][2], a[b][3]), vs), s[b], slot_pos, j0, n[b], qpos[b]);
+    }
+}
+
+// o[b][e .. e+16) += Σ p[b][j] · V[j][e .. e+16) for j in [j0, j1), j < n[b], in slot order.
+static inline __attribute__((always_inline)) void values_direct(const int B, const float *const *p, const int32_t *n,
+        const uint16_t *V, size_t ld, int j0, int j1, int e, float *const *o) {
+    __m256 a[3][2];
+    int all = j1;   // below it every head takes every key
+    for (int b = 0; b < B; b++) {
+        a[b][0] = _mm256_loadu_ps(o[b] + e); a[b][1] = _mm256_loadu_ps(o[b] + e + 8);
+        if (n[b] < all) all = n[b];
+    }
+    int j = j0;
+    for (; j < all; j++) {
+        const uint16_t *vj = V + (size_t)j * ld + e;
+        const __m256 v0 = ldh8(vj), v1 = ldh8(vj + 8);
+        for (int b = 0; b < B; b++) {
+            const __m256 pp = _mm256_set1_ps(p[b][j]);
+            a[b][0] = _mm256_fmadd_ps(pp, v0, a[b][0]); a[b][1] = _mm256_fmadd_ps(pp, v1, a[b][1]);
+        }
+    }
+    for (; j < j1; j++) {
+        const uint16_t *vj = V + (size_t)j * ld + e;
+        const __m256 v0 = ldh8(vj), v1 = ldh8(vj + 8);
+        for (int b = 0; b < B; b++) if (j < n[b]) {
+            const __m256 pp = _mm256_set1_ps(p[b][j]);
+            a[b][0] = _mm256_fmadd_ps(pp, v0, a[b][0]); a[b][1] = _mm256_fmadd_ps(pp, v1, a[b][1]);
+        }
+    }
+    for (int b = 0; b < B; b++) { _mm256_storeu_ps(o[b] + e, a[b][0]); _mm256_storeu_ps(o[b] + e + 8, a[b][1]); }
+}
+#endif
+
+
+// The three phases of kv_attend, callable on their own so that one decode step can share them
+// out differently: keys for the scores, query heads for the weights, output lanes for the values.
+// Each gives exactly the bits kv_attend gives.
+
+void kv_attend_scores(int nq, const float *const *q, const int32_t *qpos, const int32_t *n, const uint16_t *K, size_t ld,
+                      const int32_t *slot_pos, float scale, int dh, int j0, int j1, float *scores, size_t ld_scores) {
+    int m = 0;
+    for (int i = 0; i < nq; i++) m = n[i] > m ? n[i] : m;
+    if (j1 > m) j1 = m;
+    if (j0 >= j1) return;
+#ifdef KV_AVX2
+    if (dh % 8 == 0) {
+        for (int i = 0; i < nq; i += 3) {
+            float *s[3];
+            for (int b = 0; b < 3 && i + b < nq; b++) s[b] = scores + (size_t)(i + b) * ld_scores;
+            switch (nq - i) {
+            case 1: scores_direct(1, q + i, qpos + i, n + i, K, ld, slot_pos, j0, j1, m - 1, scale, dh, s); break;
+            case 2: scores_direct(2, q + i, qpos + i, n + i, K, ld, slot_pos, j0, j1, m - 1, scale, dh, s); break;
+            default: scores_direct(3, q + i, qpos + i, n + i, K, ld, slot_pos, j0, j1, m - 1, scale, dh, s); break;
+            }
+        }
+        return;
+    }
+#endif
+    // Through a float copy of each chunk of keys (j0 a multiple of 8, chunks of a multiple of 8
+    // keys): the kernels read rows up to the chunk's end, clamped to m - 1, all of them converted.
+    float buf[KV_BUF_FLOATS];
+    const int chunk = kv_chunk_keys(dh);
+    for (int c0 = j0; c0 < j1; c0 += chunk) {
+        const int rows = c0 + chunk < m ? chunk : m - c0;
+        to_f32_rows(K + (size_t)c0 * ld, ld, rows, dh, buf);
+        const float *Kc = buf - (ptrdiff_t)c0 * dh;
+        const int c1 = c0 + chunk < j1 ? c0 + chunk : j1;
+        for (int i = 0; i < nq; i += 2) {
+            const int i1 = i + 1 < nq ? i + 1 : i;
+            const int mm = n[i] > n[i1] ? n[i] : n[i1];
+            const int e = c1 < mm ? c1 : mm;
+            if (c0 >= e) continue;
+            if (i1 == i)
+                scores_chunk1(q[i], Kc, (size_t)dh, slot_pos, c0, e, m - 1, qpos[i], n[i], scale, dh, scores + (size_t)i * ld_scores);
+            else
+                scores_chunk2(q[i], q[i1], Kc, (size_t)dh, slot_pos, c0, e, m - 1, qpos[i], qpos[i1], n[i], n[i1],
+                              scale, dh, scores + (size_t)i * ld_scores, scores + (size_t)i1 * ld_scores);
+        }
+    }
+}
+
+void kv_attend_weights(float *scores, int n) {
+#ifdef KV_AVX2
+    // kv_softmax then kv_round_f16 (weights in f16, as llama.cpp's), the last two passes as one.
+    const float inv = softmax_exp(scores, n);
+    int i = 0;
+    if (inv != 0) {
+        const __m256 vi = _mm256_set1_ps(inv);
+        for (; i + 8 <= n; i += 8)
+            _mm256_storeu_ps(scores + i, _mm256_cvtph_ps(_mm256_cvtps_ph(_mm256_mul_ps(_mm256_loadu_ps(scores + i), vi), _MM_FROUND_TO_NEAREST_INT)));
+        for (int j = i; j < n; j++) scores[j] *= inv;
+    }
+    kv_round_f16(scores + i, (size_t)(n - i));
+#else
+    kv_softmax(scores, n);
+    kv_round_f16(scores, (size_t)n);   // weights in f16, as llama.cpp's
+#endif
+}
+
+void kv_attend_values(int nq, const float *scores, size_t ld_scores, const int32_t *n, const uint16_t *V, size_t ld,
+                      int dh, int e0, int e1, float *const *out) {
+    int m = 0;
+    for (int i = 0; i < nq; i++) {
+        m = n[i] > m ? n[i] : m;
+        for (int d = e0; d < e1; d++) out[i][d] = 0;
+    }
+    if (m == 0) return;
+    const int chunk = kv_chunk_keys(dh);
+#ifdef KV_AVX2
+    if ((e1 - e0) % 16 == 0 && e0 % 8 == 0) {
+        for (int i = 0; i < nq; i += 3) {
+            const float *p[3];
+            for (int b = 0; b < 3 && i + b < nq; b++) p[b] = scores + (size_t)(i + b) * ld_scores;
+            for (int j0 = 0; j0 < m; j0 += chunk) {   // a chunk of V stays in L1 across the passes
+                const int j1 = j0 + chunk < m ? j0 + chunk : m;
+                for (int e = e0; e < e1; e += 16) switch (nq - i) {
+                case 1: values_direct(1, p, n + i, V, ld, j0, j1, e, out + i); break;
+                case 2: values_direct(2, p, n + i, V, ld, j0, j1, e, out + i); break;
+                default: values_direct(3, p, n + i, V, ld, j0, j1, e, out + i); break;
+                }
+            }
+        }
+        return;
+    }
+#endif
+    float buf[KV_BUF_FLOATS];
+    float twin[512];   // the odd query head's discarded twin (dh ≤ 512)
+    for (int d = 0; d < dh && d < 512; d++) twin[d] = 0;
+    for (int j0 = 0; j0 < m; j0 += chunk) {
+        const int rows = j0 + chunk < m ? chunk : m - j0;
+        to_f32_rows(V + (size_t)j0 * ld, ld, rows, dh, buf);
+        const float *Vc = buf - (ptrdiff_t)j0 * dh;
+        for (int i = 0; i < nq; i += 2) {
+            const int i1 = i + 1 < nq ? i + 1 : i;
+            const int mm = n[i] > n[i1] ? n[i] : n[i1];
+            const int j1 = j0 + chunk < mm ? j0 + chunk : mm;
+            if (j0 < j1)
+                values_chunk2(scores + (size_t)i * ld_scores, scores + (size_t)i1 * ld_scores, n[i], i1 == i ? 0 : n[i1],
+                              Vc, (size_t)dh, j0, j1, e0, e1 - e0, out[i], i1 == i ? twin : out[i1]);
+        }
+    }
+}
+
 void kv_attend(int nq, const float *const *q, const int32_t *qpos, const int32_t *n, const uint16_t *K, const uint16_t *V,
                size_t ld, const int32_t *slot_pos, float scale, int dh, float *scores, size_t ld_scores,
                float *const *out) {
+#ifdef KV_AVX2
+    if (nq <= KV_DIRECT_HEADS && dh % 16 == 0) {
+        int m = 0;
+        for (int i = 0; i < nq; i++) m = n[i] > m ? n[i] : m;
+        kv_attend_scores(nq, q, qpos, n, K, ld, slot_pos, scale, dh, 0, m, scores, ld_scores);
+        for (int i = 0; i < nq; i++) kv_attend_weights(scores + (size_t)i * ld_scores, n[i]);
+        kv_attend_values(nq, scores, ld_scores, n, V, ld, dh, 0, dh, out);
+        return;
+    }
+#endif
     // Query heads go in pairs; an odd one out gets the one-head kernel (the same arithmetic).
     // K and V are stored as f16: each chunk of keys (or values) is converted once into `buf`
     // (exactly), and every head of the call reads the floats from there. The softmax weights are

@@ -234,6 +234,10 @@ public final class LlamaContext: @unchecked Sendable {
             while lo < hi { let mid = (lo + hi) / 2; if suffixMin[mid] > p { hi = mid } else { lo = mid + 1 } }
             return Int32(lo)
         }
+        if T <= 2 && pool.threads > 1 && n >= 256 && Dh % 16 == 0 {
+            decodeAttention(q: qp, ldq: ldq, positions: positions, visible: visible, cache: cache, layer: layer, scale: scale, out: out)
+            return
+        }
         // Work items: (tokens t0..<t1, K/V group g, its query heads h0..<h1). Every query head of
         // an item reads the group's K/V chunk by chunk, converted from f16 once per item.
         // For a batch: blocks of up to 8 queries × the heads of one group, so each K/V chunk serves
@@ -295,6 +299,67 @@ public final class LlamaContext: @unchecked Sendable {
                         run(tasks[0])
                     } else {
                         pool.run(tasks.count) { run(tasks[$0]) }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Attention for one or two tokens over a long cache, in kv_attend's three phases, each shared
+    /// out evenly over the threads, with a barrier between them:
+    ///   scores  [T·H, n]: every thread takes a range of keys (a multiple of 8) for every group;
+    ///   weights [T·H, n]: softmax of each query head's row, rows shared out;
+    ///   values  [T, Q]:   every thread takes a range of output lanes (16 at a time) for every head.
+    /// Each K and V row is read (and converted from f16) by one thread only, and no thread waits on
+    /// a heavier share of heads. The bits are kv_attend's: only the division of the work differs.
+    private func decodeAttention(q qp: UnsafeMutablePointer<Float>, ldq: Int, positions: [Int32], visible: [Int32],
+                                 cache: KVState, layer: Int, scale: Float, out: UnsafeMutablePointer<Float>) {
+        let c = config
+        let T = positions.count, Q = c.qDim, Dh = c.headDim, G = c.groupSize, H = c.heads
+        let n = cache.count, groups = H / G, perGroup = T * G
+        let parts = pool.threads
+        let scores = UnsafeMutablePointer<Float>.allocate(capacity: T * H * n)   // [group][t·G + head in group][n]
+        defer { scores.deallocate() }
+        // Query rows of group g, in the order t·G + (h - g·G).
+        var qs = [UnsafePointer<Float>?](), outs = [UnsafeMutablePointer<Float>?](), qpos = [Int32](), counts = [Int32]()
+        for g in 0..<groups {
+            for t in 0..<T {
+                for h in g * G..<(g + 1) * G {
+                    qs.append(UnsafePointer(qp + t * ldq + h * Dh))
+                    outs.append(out + t * Q + h * Dh)
+                    qpos.append(positions[t]); counts.append(visible[t])
+                }
+            }
+        }
+        let sp = SendablePointer(scores)
+        cache.positions.withUnsafeBufferPointer { spb in
+            qs.withUnsafeBufferPointer { qsb in
+                outs.withUnsafeBufferPointer { ob in
+                    qpos.withUnsafeBufferPointer { qpb in
+                        counts.withUnsafeBufferPointer { cb in
+                            let slotPos = spb.baseAddress!, qsp = qsb.baseAddress!, op = ob.baseAddress!
+                            let qpp = qpb.baseAddress!, cp = cb.baseAddress!
+                            pool.run(parts) { part in   // scores, by keys
+                                let lo = n * part / parts / 8 * 8, hi = part == parts - 1 ? n : n * (part + 1) / parts / 8 * 8
+                                for g in 0..<groups {
+                                    let r = g * perGroup
+                                    kv_attend_scores(Int32(perGroup), qsp + r, qpp + r, cp + r, cache.keys(layer: layer, head: g), Dh,
+                                                     slotPos, scale, Int32(Dh), Int32(lo), Int32(hi), sp.p + r * n, n)
+                                }
+                            }
+                            pool.run(parts) { part in   // weights, by query rows
+                                for r in T * H * part / parts..<T * H * (part + 1) / parts { kv_attend_weights(sp.p + r * n, cp[r]) }
+                            }
+                            let units = Dh / 16, vparts = min(parts, units)
+                            pool.run(vparts) { part in   // values, by output lanes
+                                let e0 = units * part / vparts * 16, e1 = units * (part + 1) / vparts * 16
+                                for g in 0..<groups {
+                                    let r = g * perGroup
+                                    kv_attend_values(Int32(perGroup), sp.p + r * n, n, cp + r, cache.values(layer: layer, head: g), Dh,
+                                                     Int32(Dh), Int32(e0), Int32(e1), op + r)
+                                }
+                            }
+                        }
                     }
                 }
             }

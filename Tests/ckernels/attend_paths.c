@@ -130,6 +130,23 @@ int main(void) {
       kv_attend(2, qq, pp, nn, K, V, ld, slot_pos, 0.125f, DH, scores, SLOTS, o2);
       check(memcmp(a, all[3], sizeof a) == 0 && memcmp(b, all[0], sizeof b) == 0, "heads 3 and 0 as a pair"); }
 
+    // The three phases, shared out as one decode step shares them: scores by key ranges (cut at
+    // multiples of 8, in reverse order), weights per head, values by 16-lane ranges.
+    for (int nq = 1; nq <= NQ; nq++) {
+        float ph[NQ][DH], sc[NQ * SLOTS];
+        float *po[NQ]; for (int i = 0; i < NQ; i++) po[i] = ph[i];
+        const int cuts[] = { 296, 104, 8, 0 };
+        int hi = SLOTS;
+        for (int c = 0; c < 4; c++) { kv_attend_scores(nq, qp, qpos, n, K, ld, slot_pos, 0.125f, DH, cuts[c], hi, sc, SLOTS); hi = cuts[c]; }
+        for (int i = 0; i < nq; i++) kv_attend_weights(sc + i * SLOTS, n[i]);
+        for (int e = DH - 16; e >= 0; e -= 16) kv_attend_values(nq, sc, SLOTS, n, V, ld, DH, e, e + 16, po);
+        float whole[NQ][DH];
+        float *wo[NQ]; for (int i = 0; i < NQ; i++) wo[i] = whole[i];
+        kv_attend(nq, qp, qpos, n, K, V, ld, slot_pos, 0.125f, DH, scores, SLOTS, wo);
+        char what[96]; snprintf(what, sizeof what, "%d heads: the three phases, split by keys and lanes, equal kv_attend", nq);
+        check(memcmp(ph, whole, sizeof(float) * DH * (size_t)nq) == 0 && memcmp(whole[nq - 1], all[nq - 1], sizeof one) == 0, what);
+    }
+
     float x[1000], u[1000], w[1000], y[1000];
     for (int i = 0; i < 1000; i++) { x[i] = uniform() * 8; u[i] = uniform(); w[i] = uniform() + 1; }
     x[3] = -INFINITY;

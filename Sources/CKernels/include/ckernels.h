@@ -59,6 +59,16 @@ void kv_round_f16(float *x, size_t n);
 void kv_attend(int nq, const float *const *q, const int32_t *qpos, const int32_t *n, const uint16_t *K, const uint16_t *V,
                size_t ld, const int32_t *slot_pos, float scale, int dh, float *scores, size_t ld_scores,
                float *const *out);
+/// kv_attend in three phases, for one decode step to share out by keys, heads and output lanes.
+/// kv_attend_scores writes scores[i][j] for keys j in [j0, min(j1, n[i])) (j0 and j1 multiples of
+/// 8, or j1 ≥ max n); kv_attend_weights turns a row of n scores into attention weights;
+/// kv_attend_values writes out[i][e0..e1) (e0 and e1 multiples of 16 for the vector path) from
+/// all the weights. Run in that order over the same arguments they give kv_attend's bits.
+void kv_attend_scores(int nq, const float *const *q, const int32_t *qpos, const int32_t *n, const uint16_t *K, size_t ld,
+                      const int32_t *slot_pos, float scale, int dh, int j0, int j1, float *scores, size_t ld_scores);
+void kv_attend_weights(float *scores, int n);
+void kv_attend_values(int nq, const float *scores, size_t ld_scores, const int32_t *n, const uint16_t *V, size_t ld,
+                      int dh, int e0, int e1, float *const *out);
 /// y = x / sqrt(mean(x²) + eps) * w
 void kv_rmsnorm(const float *x, const float *w, float *y, int n, float eps);
 
