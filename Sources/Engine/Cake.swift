@@ -12,9 +12,20 @@ import Llama
 /// The compute side claims steps from the front; the I/O side, after fetching a stored chunk
 /// that ends where the loaded part begins, keeps the part of it the compute side has not claimed.
 /// Neither side ever takes a token the other has: they meet exactly.
+///
+/// On a link so fast that the I/O side loads many times faster than the compute side computes,
+/// computing can win only a sliver of the region, and on a small machine it takes CPU the loading
+/// needs (the client's reads, and a Redis server on the same host). Then the compute side steps
+/// aside: it stops its step and waits for the I/O side (and takes up again whatever the I/O side
+/// leaves, if it stops early). The decision, like the meeting point, is made at run time.
 public final class CakeMeeting: @unchecked Sendable {
     public let region: Range<Int>
+    /// The compute side steps aside when the I/O side has loaded more than this many times faster
+    /// than it computes: computing could then take at most 1/(ratio + 1) of the region.
+    public static let yieldRatio = 20.0
     private let lock = NSLock()
+    private var yielded = false
+    private var ioDone = false
     /// The compute side has finished `region.lowerBound..<committed` and is working up to `front`.
     private var committed: Int
     private var front: Int
@@ -32,6 +43,11 @@ public final class CakeMeeting: @unchecked Sendable {
     /// side holds (`loadedStart..<region.upperBound`). After the meeting they tile the region.
     public var computedEnd: Int { lock.lock(); defer { lock.unlock() }; return committed }
     public var loadedStart: Int { lock.lock(); defer { lock.unlock() }; return loadedFrom }
+
+    /// Whether the compute side stepped aside for the I/O side.
+    public var computeYielded: Bool { lock.lock(); defer { lock.unlock() }; return yielded }
+    /// The compute side has stepped aside and the I/O side is still at work: claim nothing yet.
+    public var standingAside: Bool { lock.lock(); defer { lock.unlock() }; return yielded && !ioDone }
 
     /// The compute side's next step of at most `step` tokens; nil once it has met the loaded part.
     public func claimCompute(step: Int) -> Range<Int>? {
@@ -59,6 +75,27 @@ public final class CakeMeeting: @unchecked Sendable {
         }
         committed = r.upperBound
         return true
+    }
+
+    /// Called by the compute side between layers: `elapsed` seconds since Cake began, `computeRate`
+    /// its own speed in this step (tokens/s). Steps aside (true: stop the step) when the I/O side
+    /// has so far loaded more than `yieldRatio` times faster.
+    public func shouldYield(elapsed: Double, computeRate: Double) -> Bool {
+        lock.lock(); defer { lock.unlock() }
+        if yielded { return !ioDone }   // once the I/O side has stopped, compute takes up the rest
+        let loaded = region.upperBound - loadedFrom
+        guard loaded > 0, elapsed > 0, computeRate > 0, !ioDone,
+              Double(loaded) / elapsed > Self.yieldRatio * computeRate else { return false }
+        yielded = true
+        abort = true
+        front = committed
+        return true
+    }
+
+    /// The I/O side has stopped (met the compute side, found a chunk missing, or fetched all).
+    public func ioFinished() {
+        lock.lock(); defer { lock.unlock() }
+        ioDone = true
     }
 
     /// Whether fetching the stored chunk covering `chunk` can still help: it ends where the loaded
@@ -90,6 +127,8 @@ extension ReuseEngine {
     /// What Cake's two sides did in one turn.
     struct CakeOutcome {
         var computed: Range<Int>
+        /// The compute side stepped aside for a much faster I/O side.
+        var yielded: Bool
         var loaded: Range<Int>
         /// Loaded tokens per tier (index into `store.tiers`).
         var loadedPerTier: [Int: Int] = [:]
@@ -126,7 +165,7 @@ extension ReuseEngine {
 
         // ---- I/O side: fetch only (no decoding), from the back ----
         final class Fetched: @unchecked Sendable {
-            let lock = NSLock()
+            let lock = NSCondition()
             var entries: [(entry: EncodedKV, chunk: ReusePlan.Chunk, keep: Range<Int>, tier: Int)] = []
             var failedAt: Int?
             var finishedAt: UInt64 = 0
@@ -134,7 +173,10 @@ extension ReuseEngine {
         let fetched = Fetched()
         let t0 = EngineCore.now()
         Thread.detachNewThread {
-            defer { fetched.lock.lock(); fetched.finishedAt = EngineCore.now(); fetched.lock.unlock() }
+            defer {
+                meeting.ioFinished()
+                fetched.lock.lock(); fetched.finishedAt = EngineCore.now(); fetched.lock.broadcast(); fetched.lock.unlock()
+            }
             for j in chunks.indices.reversed() {
                 let c = chunks[j]
                 guard meeting.wants(c.tokens) else { return }
@@ -144,15 +186,41 @@ extension ReuseEngine {
                     return
                 }
                 guard let keep = meeting.offerLoaded(c.tokens) else { return }
-                fetched.lock.lock(); fetched.entries.append((entry, c, keep, tier)); fetched.lock.unlock()
+                fetched.lock.lock(); fetched.entries.append((entry, c, keep, tier)); fetched.lock.broadcast(); fetched.lock.unlock()
             }
+        }
+
+        // Decoding fetched chunks into the cache: the rows an entry keeps are the I/O side's for good.
+        var written = 0
+        func write(_ e: (entry: EncodedKV, chunk: ReusePlan.Chunk, keep: Range<Int>, tier: Int)) {
+            let rows = (e.chunk.skip + e.keep.lowerBound - e.chunk.tokens.lowerBound)..<(e.chunk.skip + e.keep.upperBound - e.chunk.tokens.lowerBound)
+            _ = Self.write(e.entry, rows: rows, at: e.keep, positions: nil, into: work, ctx: core.ctx)
         }
 
         // ---- compute side: from the front, until it meets the loaded part ----
         var step = Self.firstComputeStep
-        while let r = meeting.claimCompute(step: step) {
+        let layers = Double(core.model.config.layers)
+        var asideFrom: UInt64?
+        while true {
+            // Stepped aside for a much faster link: decode what has arrived while the rest arrives.
+            while meeting.standingAside {
+                if asideFrom == nil { asideFrom = EngineCore.now() }
+                fetched.lock.lock()
+                while fetched.entries.count == written && fetched.finishedAt == 0 { fetched.lock.wait() }
+                let pending = Array(fetched.entries[written...])
+                fetched.lock.unlock()
+                pending.forEach(write)
+                written += pending.count
+            }
+            guard let r = meeting.claimCompute(step: step) else { break }
+            let ts = EngineCore.now()
             core.ctx.forward(tokens: Array(prompt[r]), positions: r.map { Int32($0) }, cache: work,
-                             slots: Array(r), logits: .none, layerDone: { _ in meeting.continueStep() })
+                             slots: Array(r), logits: .none, layerDone: { l in
+                guard meeting.continueStep() else { return false }
+                let now = EngineCore.now()
+                let rate = Double(r.count) * Double(l + 1) / layers / max(EngineCore.seconds(ts, now), 1e-9)
+                return !meeting.shouldYield(elapsed: EngineCore.seconds(t0, now), computeRate: rate)
+            })
             guard meeting.finishStep(r) else { continue }
             onEvent(.prefillProgress(done: r.upperBound, total: prompt.count))
             step = min(step * 2, Self.maxComputeStep)
@@ -164,20 +232,20 @@ extension ReuseEngine {
         fetched.lock.unlock()
 
         precondition(meeting.computedEnd == meeting.loadedStart, "Cake: the two sides must meet exactly")
-        var out = CakeOutcome(computed: region.lowerBound..<meeting.computedEnd,
+        var out = CakeOutcome(computed: region.lowerBound..<meeting.computedEnd, yielded: meeting.computeYielded,
                               loaded: meeting.loadedStart..<region.upperBound,
                               tier: store.tiers[chunks.last!.tier].name)
-        for e in entries {
-            let rows = (e.chunk.skip + e.keep.lowerBound - e.chunk.tokens.lowerBound)..<(e.chunk.skip + e.keep.upperBound - e.chunk.tokens.lowerBound)
-            _ = Self.write(e.entry, rows: rows, at: e.keep, positions: nil, into: work, ctx: core.ctx)
-            out.loadedPerTier[e.tier, default: 0] += e.keep.count
-        }
+        entries[written...].forEach(write)
+        for e in entries { out.loadedPerTier[e.tier, default: 0] += e.keep.count }
         if let t = entries.map(\.tier).max() { out.tier = store.tiers[t].name }
         if let f = failedAt { out.rewriteFrom = keys[f].tokenRange.lowerBound }
         let t2 = EngineCore.now()
-        out.computeSeconds = EngineCore.seconds(t0, t1)
-        out.waitSeconds = EngineCore.seconds(t1, t2)
-        let ioEnd = finished != 0 && finished < t1 ? finished : t1
+        // Computing ran from the start until the meeting, or until it stepped aside; from then on
+        // the turn waited on loading (and decoding it).
+        let computeEnd = asideFrom ?? t1
+        out.computeSeconds = EngineCore.seconds(t0, computeEnd)
+        out.waitSeconds = EngineCore.seconds(computeEnd, t2)
+        let ioEnd = finished != 0 && finished < computeEnd ? finished : computeEnd
         out.overlappedSeconds = EngineCore.seconds(t0, ioEnd)
         return out
     }

@@ -128,6 +128,48 @@ final class CakeMeetingTests: XCTestCase {
         XCTAssertNil(m.offerLoaded(256..<512), "compute finished it")
     }
 
+    func testTheComputeSideStepsAsideForAMuchFasterLink() {
+        let m = CakeMeeting(region: 0..<1024)
+        XCTAssertEqual(m.claimCompute(step: 16), 0..<16)
+        XCTAssertFalse(m.shouldYield(elapsed: 0.01, computeRate: 100), "nothing loaded yet")
+        XCTAssertEqual(m.offerLoaded(768..<1024), 768..<1024)                 // 256 tokens in 10 ms: 25,600 tok/s
+        XCTAssertFalse(m.shouldYield(elapsed: 0.01, computeRate: 2000), "12.8x faster: both sides go on")
+        XCTAssertFalse(m.standingAside)
+        XCTAssertTrue(m.continueStep())
+        XCTAssertTrue(m.shouldYield(elapsed: 0.01, computeRate: 1000), "25.6x faster: compute steps aside")
+        XCTAssertFalse(m.continueStep(), "its step is stopped")
+        XCTAssertFalse(m.finishStep(0..<16))
+        XCTAssertTrue(m.standingAside)
+        XCTAssertTrue(m.computeYielded)
+        for c in [512..<768, 256..<512, 0..<256] { XCTAssertEqual(m.offerLoaded(c), c, "the I/O side takes all of \(c)") }
+        m.ioFinished()
+        XCTAssertFalse(m.standingAside)
+        XCTAssertNil(m.claimCompute(step: 16), "met at the start: all loaded")
+        XCTAssertEqual(m.computedEnd, 0)
+        XCTAssertEqual(m.loadedStart, 0)
+    }
+
+    func testAfterSteppingAsideComputeTakesUpWhatTheIOSideLeaves() {
+        // The I/O side steps in fast, then finds the next chunk gone and stops.
+        let m = CakeMeeting(region: 0..<1024)
+        XCTAssertEqual(m.claimCompute(step: 16), 0..<16)
+        XCTAssertTrue(m.finishStep(0..<16))
+        XCTAssertEqual(m.claimCompute(step: 32), 16..<48)
+        XCTAssertEqual(m.offerLoaded(768..<1024), 768..<1024)
+        XCTAssertTrue(m.shouldYield(elapsed: 0.001, computeRate: 1000))
+        XCTAssertFalse(m.finishStep(16..<48))
+        XCTAssertTrue(m.standingAside)
+        m.ioFinished()
+        XCTAssertFalse(m.shouldYield(elapsed: 0.002, computeRate: 1000), "nothing to stand aside for once the I/O side has stopped")
+        XCTAssertEqual(m.claimCompute(step: 512), 16..<528, "compute resumes from what it had finished")
+        XCTAssertTrue(m.finishStep(16..<528))
+        XCTAssertEqual(m.claimCompute(step: 512), 528..<768)
+        XCTAssertTrue(m.finishStep(528..<768))
+        XCTAssertNil(m.claimCompute(step: 512))
+        XCTAssertEqual(m.computedEnd, 768)
+        XCTAssertEqual(m.loadedStart, 768)
+    }
+
     func testLinkArithmetic() {
         // 1 MB at 10 MB/s from an idle link with no burst: 0.1 s; plus 2 round trips of 5 ms.
         XCTAssertEqual(Throttle.finish(now: 10, busyUntil: 0, bytes: 1_000_000, roundTrips: 2, bytesPerSecond: 1e7,
