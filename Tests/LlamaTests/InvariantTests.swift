@@ -275,3 +275,32 @@ final class InvariantTests: XCTestCase {
         }
     }
 }
+
+/// One decode step over a long cache shares its attention out in three phases (by keys, heads and
+/// output lanes); a batch runs kv_attend whole. On the default model, past the length where the
+/// phases start (256 tokens), one- and two-token steps give the bits of a prefill of everything.
+final class LongDecodeInvariantTests: XCTestCase {
+    func testDecodeStepsOverALongCacheEqualOnePrefill() throws {
+        guard DefaultModel.isAvailable else {
+            if DefaultModel.required { XCTFail("default model missing at \(DefaultModel.path)") }
+            throw XCTSkip("default model not found at \(DefaultModel.path)")
+        }
+        let m = try LlamaModel(path: DefaultModel.path)
+        var rng: UInt64 = 7
+        let tokens: [Int32] = (0..<301).map { _ in
+            rng = rng &* 6364136223846793005 &+ 1442695040888963407
+            return Int32((rng >> 33) % 49000)
+        }
+        func pos(_ r: Range<Int>) -> [Int32] { r.map { Int32($0) } }
+        let want = LlamaContext(model: m, threads: 2).forward(tokens: tokens, positions: pos(0..<301), cache: KVState(config: m.config))
+        for threads in [2, 1] {
+            let ctx = LlamaContext(model: m, threads: threads)
+            let cache = KVState(config: m.config)
+            ctx.forward(tokens: Array(tokens[0..<298]), positions: pos(0..<298), cache: cache, logits: .none)
+            ctx.forward(tokens: Array(tokens[298..<300]), positions: pos(298..<300), cache: cache, logits: .none)   // two tokens
+            let got = ctx.forward(tokens: [tokens[300]], positions: [300], cache: cache)                          // one
+            let first = zip(got, want).enumerated().first { $0.element.0 != $0.element.1 }
+            XCTAssertNil(first, "\(threads) threads: logit \(first?.offset ?? -1) is \(first?.element.0 ?? 0), a prefill of all gives \(first?.element.1 ?? 0)")
+        }
+    }
+}
