@@ -77,6 +77,10 @@ final class ScenarioTests: XCTestCase {
         let mixed = try Scenario.load(path: demos.appendingPathComponent("mixed.yaml").path)
         XCTAssertFalse(mixed.documents.isEmpty)
         XCTAssertEqual(mixed.turns[1].documents, mixed.turns[0].documents, "follow-ups keep the documents")
+        let same = try Scenario.load(path: demos.appendingPathComponent("rag-followups.yaml").path)
+        XCTAssertEqual(same.documents.count, 5)
+        XCTAssertGreaterThanOrEqual(same.turns.count, 4)
+        XCTAssertEqual(Set(same.turns.map(\.documents)).count, 1, "the same documents in the same order every turn")
     }
 
     func testDefaultDocumentsShip() throws {

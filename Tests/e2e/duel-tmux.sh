@@ -5,7 +5,8 @@
 # the terminal · 8 `generate --chat` streams an answer with its timing line · 9 talks: an unattended
 # `--autoplay --loop --record` run through two loops, replayed at another size at ×4 pausing at a
 # marker, exported and played by `asciinema cat`, and charted by `report` · 10 CLI limits and --doc
-# errors: one line, non-zero status; clamps say so. Prints "N passed, N failed" and exits non-zero on any failure.
+# errors: one line, non-zero status; clamps say so · 11 Cake over a throttled shared tier: a second
+# instance shows where computing and loading met. Prints "N passed, N failed" and exits non-zero on any failure.
 set -u
 cd "$(dirname "$0")/../.."
 BIN=${KVDUEL_BIN:-.build/release/kvduel}
@@ -171,4 +172,51 @@ gen=$("$BIN" generate --prompt hi --max-tokens 2 --threads 1000 2>&1); rc=$?
 if [ $rc -eq 0 ] && echo "$gen" | grep -q "threads 1000 is more than the" && echo "$gen" | grep -qE "· [0-9]+ threads\]"; then
     ok "--threads 1000 is clamped to the cores, and says so"
 else bad "--threads 1000 clamped" "status $rc: $gen"; fi
+for arg in "--load-strategy=fastest|must be one of cake, load, compute" "--remote-bandwidth=0|must be a positive number of MB/s" \
+           "--remote-bandwidth=nan|must be a positive number of MB/s" "--remote-latency=-5|must be 0 or more milliseconds" \
+           "--disk-bandwidth=-1|must be a positive number of MB/s"; do
+    opt=${arg%%|*}; want=${arg#*|}
+    err=$("$BIN" chat "$opt" --no-disk 2>&1); rc=$?
+    if [ $rc -ne 0 ] && [ "$(echo "$err" | wc -l)" -eq 1 ] && echo "$err" | grep -q -- "$want"; then
+        ok "chat $opt: one-line error before the screen opens, status $rc"
+    else bad "chat $opt refused in one line" "status $rc: $err"; fi
+done
+
+# 11. Cake over a shared tier on a dialed link: instance A answers and writes its KV to Redis;
+# a fresh instance B, reading over a 3 MB/s link, computes from the front while it loads from
+# the back, and shows where the two sides met. (Which strategy is faster is measured by
+# `bench cake`, not here.) Needs a Redis server: KVDUEL_TEST_REDIS (.ci/run starts one).
+if [ -z "${KVDUEL_TEST_REDIS:-}" ]; then
+    if [ "${CI:-}" = "true" ]; then bad "KVDUEL_TEST_REDIS is set for the Cake check"; else echo "skip - Cake over a throttled shared tier (no KVDUEL_TEST_REDIS)"; fi
+    finish
+fi
+R="${KVDUEL_TEST_REDIS%/}/7"   # a database of its own
+redis-cli -u "$R" flushdb >/dev/null 2>&1
+Q="Which tunnel do Kestrel Freight trains use between Lyon and Turin?"
+tmux send-keys -t "$S" "clear; LANG=C.UTF-8 $BIN chat --remote $R --max-tokens 4 --no-disk; echo EXIT=\$? > $OUT/exitA" Enter
+wait_for "type a question and press Enter" 1 60
+tmux send-keys -t "$S" -l "$Q"
+tmux send-keys -t "$S" Enter
+if wait_for "TTFT [0-9.]+ m?s · reused" 2 600; then ok "instance A answers with the shared tier on"; else bad "instance A answers" "$(screen)"; finish; fi
+sleep 2   # its chunks reach Redis after the answer
+tmux send-keys -t "$S" C-c
+sleep 1
+keys=$(redis-cli -u "$R" dbsize 2>/dev/null)
+if [ -n "$keys" ] && [ "$keys" -gt 0 ]; then ok "instance A left its KV in Redis ($keys keys)"; else bad "KV in Redis" "dbsize: $keys"; fi
+tmux send-keys -t "$S" "clear; LANG=C.UTF-8 $BIN chat --remote $R --remote-bandwidth 3 --load-strategy cake --max-tokens 4 --no-disk; echo EXIT=\$? > $OUT/exitB" Enter
+wait_for "type a question and press Enter" 1 60
+if screen | grep -q "link remote 3.0 MB/s" && screen | grep -q "prefix: cake"; then ok "instance B names its link and strategy in the top bar"
+else bad "link and strategy in the top bar" "$(screen | head -3)"; fi
+tmux send-keys -t "$S" -l "$Q"
+tmux send-keys -t "$S" Enter
+if wait_for "TTFT [0-9.]+ m?s · reused" 2 600; then ok "instance B answers over the 3 MB/s link"; else bad "instance B answers" "$(screen)"; finish; fi
+split=$(screen | grep -oE "computed [0-9]+–[0-9]+ ▸ ◂ loaded [0-9]+–[0-9]+ from remote" | head -1)
+if [ -n "$split" ]; then
+    c1=$(echo "$split" | sed -E 's/computed [0-9]+–([0-9]+) .*/\1/'); l0=$(echo "$split" | sed -E 's/.*loaded ([0-9]+)–.*/\1/')
+    if [ $((c1 + 1)) -eq "$l0" ]; then ok "instance B shows where Cake met: $split"; else bad "the two sides meet exactly" "$split"; fi
+else bad "instance B shows the Cake split" "$(screen)"; fi
+if screen | grep -q "same answer as baseline"; then ok "instance B's answer equals the baseline's"; else bad "same answer as baseline" "$(screen | grep -iE 'answer|differ')"; fi
+tmux send-keys -t "$S" C-c
+sleep 1
+redis-cli -u "$R" flushdb >/dev/null 2>&1
 finish
