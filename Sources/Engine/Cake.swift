@@ -192,9 +192,9 @@ extension ReuseEngine {
 
         // Decoding fetched chunks into the cache: the rows an entry keeps are the I/O side's for good.
         var written = 0
-        func write(_ e: (entry: EncodedKV, chunk: ReusePlan.Chunk, keep: Range<Int>, tier: Int)) {
+        func write(_ e: (entry: EncodedKV, chunk: ReusePlan.Chunk, keep: Range<Int>, tier: Int), parallel: Bool = true) {
             let rows = (e.chunk.skip + e.keep.lowerBound - e.chunk.tokens.lowerBound)..<(e.chunk.skip + e.keep.upperBound - e.chunk.tokens.lowerBound)
-            _ = Self.write(e.entry, rows: rows, at: e.keep, positions: nil, into: work, ctx: core.ctx)
+            _ = Self.write(e.entry, rows: rows, at: e.keep, positions: nil, into: work, ctx: core.ctx, parallel: parallel)
         }
 
         // ---- compute side: from the front, until it meets the loaded part ----
@@ -209,7 +209,8 @@ extension ReuseEngine {
                 while fetched.entries.count == written && fetched.finishedAt == 0 { fetched.lock.wait() }
                 let pending = Array(fetched.entries[written...])
                 fetched.lock.unlock()
-                pending.forEach(write)
+                // One thread while the I/O side still reads: the other core is the I/O side's.
+                for e in pending { write(e, parallel: false) }
                 written += pending.count
             }
             guard let r = meeting.claimCompute(step: step) else { break }
@@ -235,7 +236,7 @@ extension ReuseEngine {
         var out = CakeOutcome(computed: region.lowerBound..<meeting.computedEnd, yielded: meeting.computeYielded,
                               loaded: meeting.loadedStart..<region.upperBound,
                               tier: store.tiers[chunks.last!.tier].name)
-        entries[written...].forEach(write)
+        for e in entries[written...] { write(e) }
         for e in entries { out.loadedPerTier[e.tier, default: 0] += e.keep.count }
         if let t = entries.map(\.tier).max() { out.tier = store.tiers[t].name }
         if let f = failedAt { out.rewriteFrom = keys[f].tokenRange.lowerBound }

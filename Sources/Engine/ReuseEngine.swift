@@ -412,7 +412,7 @@ public final class ReuseEngine: InferenceEngine {
     /// for those rows must be exactly these (a chunk of the prefix chain); false, and nothing
     /// written, when they are not.
     static func write(_ entry: EncodedKV, rows: Range<Int>, at slots: Range<Int>, positions: Range<Int>?,
-                      into cache: KVState, ctx: LlamaContext) -> Bool {
+                      into cache: KVState, ctx: LlamaContext, parallel: Bool = true) -> Bool {
         precondition(rows.count == slots.count && rows.upperBound <= entry.tokenCount)
         if let positions {
             let stored = entry.positions
@@ -420,7 +420,7 @@ public final class ReuseEngine: InferenceEngine {
         }
         let d = cache.kvDim, n = entry.tokenCount
         let box = UncheckedBox(cache)
-        ctx.parallelFor(cache.config.layers) { l in
+        let layer = { (l: Int) in
             let k = UnsafeMutablePointer<Float>.allocate(capacity: 2 * n * d)
             defer { k.deallocate() }
             let v = k + n * d
@@ -428,6 +428,7 @@ public final class ReuseEngine: InferenceEngine {
             entry.decode(.v, layer: l, into: v)
             box.value.write(layer: l, slot: slots.lowerBound, k: k + rows.lowerBound * d, v: v + rows.lowerBound * d, count: rows.count)
         }
+        if parallel { ctx.parallelFor(cache.config.layers, layer) } else { for l in 0..<cache.config.layers { layer(l) } }
         return true
     }
 
