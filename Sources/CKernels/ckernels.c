@@ -565,7 +565,7 @@ void kv_attend_scores(int nq, const float *const *q, const int32_t *qpos, const 
     if (j1 > m) j1 = m;
     if (j0 >= j1) return;
 #ifdef KV_AVX2
-    if (dh % 8 == 0) {
+    if (nq <= KV_DIRECT_HEADS && dh % 8 == 0) {
         for (int i = 0; i < nq; i += 3) {
             float *s[3];
             for (int b = 0; b < 3 && i + b < nq; b++) s[b] = scores + (size_t)(i + b) * ld_scores;
@@ -579,7 +579,9 @@ void kv_attend_scores(int nq, const float *const *q, const int32_t *qpos, const 
     }
 #endif
     // Through a float copy of each chunk of keys (j0 a multiple of 8, chunks of a multiple of 8
-    // keys): the kernels read rows up to the chunk's end, clamped to m - 1, all of them converted.
+    // keys), converted once (exactly) for every head of the call: query heads go in pairs, an odd
+    // one out gets the one-head kernel (the same arithmetic). The kernels read rows up to the
+    // chunk's end, clamped to m - 1, all of them converted.
     float buf[KV_BUF_FLOATS];
     const int chunk = kv_chunk_keys(dh);
     for (int c0 = j0; c0 < j1; c0 += chunk) {
@@ -629,7 +631,7 @@ void kv_attend_values(int nq, const float *scores, size_t ld_scores, const int32
     if (m == 0) return;
     const int chunk = kv_chunk_keys(dh);
 #ifdef KV_AVX2
-    if ((e1 - e0) % 16 == 0 && e0 % 8 == 0) {
+    if (nq <= KV_DIRECT_HEADS && (e1 - e0) % 16 == 0 && e0 % 8 == 0) {
         for (int i = 0; i < nq; i += 3) {
             const float *p[3];
             for (int b = 0; b < 3 && i + b < nq; b++) p[b] = scores + (size_t)(i + b) * ld_scores;
@@ -666,62 +668,12 @@ void kv_attend_values(int nq, const float *scores, size_t ld_scores, const int32
 void kv_attend(int nq, const float *const *q, const int32_t *qpos, const int32_t *n, const uint16_t *K, const uint16_t *V,
                size_t ld, const int32_t *slot_pos, float scale, int dh, float *scores, size_t ld_scores,
                float *const *out) {
-#ifdef KV_AVX2
-    if (nq <= KV_DIRECT_HEADS && dh % 16 == 0) {
-        int m = 0;
-        for (int i = 0; i < nq; i++) m = n[i] > m ? n[i] : m;
-        kv_attend_scores(nq, q, qpos, n, K, ld, slot_pos, scale, dh, 0, m, scores, ld_scores);
-        for (int i = 0; i < nq; i++) kv_attend_weights(scores + (size_t)i * ld_scores, n[i]);
-        kv_attend_values(nq, scores, ld_scores, n, V, ld, dh, 0, dh, out);
-        return;
-    }
-#endif
-    // Query heads go in pairs; an odd one out gets the one-head kernel (the same arithmetic).
-    // K and V are stored as f16: each chunk of keys (or values) is converted once into `buf`
-    // (exactly), and every head of the call reads the floats from there. The softmax weights are
-    // rounded to f16 before they weight V, as llama.cpp's f16 cache does (its matrix product
-    // converts them to f16); so are the queries, by the caller. Products are summed in float.
-    float buf[KV_BUF_FLOATS];
-    const int chunk = kv_chunk_keys(dh);
-    int nmax = 0;
-    for (int i = 0; i < nq; i++) nmax = n[i] > nmax ? n[i] : nmax;
-    if (nmax == 0) { for (int i = 0; i < nq; i++) for (int d = 0; d < dh; d++) out[i][d] = 0; return; }
-    for (int j0 = 0; j0 < nmax; j0 += chunk) {
-        // Rows [j0, min(j0 + chunk, nmax)) as floats; the kernels read rows up to j0 + chunk - 1,
-        // clamped to nmax - 1, so they never leave the converted ones.
-        const int rows = j0 + chunk < nmax ? chunk : nmax - j0;
-        to_f32_rows(K + (size_t)j0 * ld, ld, rows, dh, buf);
-        const float *Kc = buf - (ptrdiff_t)j0 * dh;   // row j of the chunk at Kc + j·dh
-        for (int i = 0; i < nq; i += 2) {
-            const int i1 = i + 1 < nq ? i + 1 : i;
-            const int m = n[i] > n[i1] ? n[i] : n[i1];
-            const int j1 = j0 + chunk < m ? j0 + chunk : m;
-            if (j0 >= j1) continue;
-            if (i1 == i)
-                scores_chunk1(q[i], Kc, (size_t)dh, slot_pos, j0, j1, nmax - 1, qpos[i], n[i], scale, dh, scores + (size_t)i * ld_scores);
-            else
-                scores_chunk2(q[i], q[i1], Kc, (size_t)dh, slot_pos, j0, j1, nmax - 1, qpos[i], qpos[i1], n[i], n[i1],
-                              scale, dh, scores + (size_t)i * ld_scores, scores + (size_t)i1 * ld_scores);
-        }
-    }
-    for (int i = 0; i < nq; i++) {
-        kv_softmax(scores + (size_t)i * ld_scores, n[i]);
-        kv_round_f16(scores + (size_t)i * ld_scores, (size_t)n[i]);   // weights in f16, as llama.cpp's
-        for (int d = 0; d < dh; d++) out[i][d] = 0;
-    }
-    float twin[512];   // the odd query head's discarded twin (dh ≤ 512)
-    for (int d = 0; d < dh && d < 512; d++) twin[d] = 0;
-    for (int j0 = 0; j0 < nmax; j0 += chunk) {
-        const int rows = j0 + chunk < nmax ? chunk : nmax - j0;
-        to_f32_rows(V + (size_t)j0 * ld, ld, rows, dh, buf);
-        const float *Vc = buf - (ptrdiff_t)j0 * dh;
-        for (int i = 0; i < nq; i += 2) {
-            const int i1 = i + 1 < nq ? i + 1 : i;
-            const int m = n[i] > n[i1] ? n[i] : n[i1];
-            const int j1 = j0 + chunk < m ? j0 + chunk : m;
-            if (j0 < j1)
-                values_chunk2(scores + (size_t)i * ld_scores, scores + (size_t)i1 * ld_scores, n[i], i1 == i ? 0 : n[i1],
-                              Vc, (size_t)dh, j0, j1, 0, dh, out[i], i1 == i ? twin : out[i1]);
-        }
-    }
+    // The softmax weights are rounded to f16 before they weight V, as llama.cpp's f16 cache does
+    // (its matrix product converts them to f16); so are the queries, by the caller. Products are
+    // summed in float.
+    int m = 0;
+    for (int i = 0; i < nq; i++) m = n[i] > m ? n[i] : m;
+    kv_attend_scores(nq, q, qpos, n, K, ld, slot_pos, scale, dh, 0, m, scores, ld_scores);
+    for (int i = 0; i < nq; i++) kv_attend_weights(scores + (size_t)i * ld_scores, n[i]);
+    kv_attend_values(nq, scores, ld_scores, n, V, ld, dh, 0, dh, out);
 }
