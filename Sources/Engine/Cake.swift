@@ -16,8 +16,8 @@ import Llama
 /// On a link so fast that the I/O side loads many times faster than the compute side computes,
 /// computing can win only a sliver of the region, and on a small machine it takes CPU the loading
 /// needs (the client's reads, and a Redis server on the same host). Then the compute side steps
-/// aside: it stops its step and waits for the I/O side (and takes up again whatever the I/O side
-/// leaves, if it stops early). The decision, like the meeting point, is made at run time.
+/// aside: it stops its step and decodes the chunks as they arrive (and takes up again whatever the
+/// I/O side leaves, if it stops early). The decision, like the meeting point, is made at run time.
 public final class CakeMeeting: @unchecked Sendable {
     public let region: Range<Int>
     /// The compute side steps aside when the I/O side has loaded more than this many times faster
