@@ -177,16 +177,19 @@ extension ReuseEngine {
                 meeting.ioFinished()
                 fetched.lock.lock(); fetched.finishedAt = EngineCore.now(); fetched.lock.broadcast(); fetched.lock.unlock()
             }
-            for j in chunks.indices.reversed() {
-                let c = chunks[j]
-                guard meeting.wants(c.tokens) else { return }
-                guard let (entry, tier) = store.lookup(keys[j]), entry.tokenCount == keys[j].tokenCount,
+            // From the back; a remote tier keeps the next GETs in flight while one is checked.
+            let order = Array(chunks.indices.reversed())
+            store.stream(order.map { keys[$0] }) { n, got in
+                let j = order[n], c = chunks[j]
+                guard meeting.wants(c.tokens) else { return false }
+                guard let (entry, tier) = got, entry.tokenCount == keys[j].tokenCount,
                       zip(entry.positions[c.skip..<(c.skip + c.tokens.count)], c.tokens).allSatisfy({ $0 == Int32($1) }) else {
                     fetched.lock.lock(); fetched.failedAt = j; fetched.lock.unlock()
-                    return
+                    return false
                 }
-                guard let keep = meeting.offerLoaded(c.tokens) else { return }
+                guard let keep = meeting.offerLoaded(c.tokens) else { return false }
                 fetched.lock.lock(); fetched.entries.append((entry, c, keep, tier)); fetched.lock.broadcast(); fetched.lock.unlock()
+                return true
             }
         }
 
@@ -210,6 +213,7 @@ extension ReuseEngine {
                 let pending = Array(fetched.entries[written...])
                 fetched.lock.unlock()
                 // One thread while the I/O side still reads: the other core is the I/O side's.
+                // (Two threads whenever decoding fell behind measured slower, int4 included.)
                 for e in pending { write(e, parallel: false) }
                 written += pending.count
             }
@@ -251,3 +255,4 @@ extension ReuseEngine {
         return out
     }
 }
+

@@ -232,7 +232,7 @@ enum Int8Quant {
     /// Rows whose max |x| is below this are stored as zeros (127 / amax would overflow near here).
     static let tiny = Float(bitPattern: 0x0400_0000)  // 2^-119
 
-    static func quantize(_ src: UnsafePointer<Float>, rows: Int, dim: Int,
+    package static func quantize(_ src: UnsafePointer<Float>, rows: Int, dim: Int,
                          scales: UnsafeMutablePointer<Float>, into q: UnsafeMutablePointer<Int8>) {
         for r in 0..<rows {
             let s = src + r * dim, d = q + r * dim
@@ -288,12 +288,12 @@ enum Int8Quant {
 
 /// 4-bit codes: K per channel over 64 tokens, asymmetric (`quantizeK`); V rows per group of 32
 /// after a Walsh–Hadamard rotation, symmetric, f16 scale per group (layout at the top of this file).
-enum Int4Quant {
+package enum Int4Quant {
     static let group = 32
     /// Tokens per K group: each channel of a K block gets one scale and minimum per 64 tokens.
     static let kTokens = 64
 
-    static func rowBytes(kvDim: Int) -> Int {
+    package static func rowBytes(kvDim: Int) -> Int {
         let groups = (kvDim + group - 1) / group
         return (2 * groups + (kvDim + 1) / 2 + 3) & ~3
     }
@@ -301,7 +301,7 @@ enum Int4Quant {
     /// Quantises one layer's K, `tokens` rows of `dim` (layout at the top of this file): whole
     /// groups of 64 tokens per channel, asymmetric; the last `tokens % 64` rows as V rows.
     /// Writes exactly `tokens * rowBytes(kvDim: dim)` bytes.
-    static func quantizeK(_ src: UnsafePointer<Float>, tokens: Int, dim: Int, into dst: UnsafeMutablePointer<UInt8>) {
+    package static func quantizeK(_ src: UnsafePointer<Float>, tokens: Int, dim: Int, into dst: UnsafeMutablePointer<UInt8>) {
         let rb = rowBytes(kvDim: dim), cb = (dim + 1) / 2, full = tokens / kTokens
         let lo = UnsafeMutablePointer<Float>.allocate(capacity: 2 * dim)
         defer { lo.deallocate() }
@@ -347,7 +347,8 @@ enum Int4Quant {
         if done < tokens { quantize(src + done * dim, rows: tokens - done, dim: dim, into: dst + done * rb) }
     }
 
-    static func dequantizeK(_ src: UnsafePointer<UInt8>, tokens: Int, dim: Int, into dst: UnsafeMutablePointer<Float>) {
+    /// `dequantizeK` one value at a time: the definition the vector version must equal bit for bit.
+    package static func dequantizeKScalar(_ src: UnsafePointer<UInt8>, tokens: Int, dim: Int, into dst: UnsafeMutablePointer<Float>) {
         let rb = rowBytes(kvDim: dim), cb = (dim + 1) / 2, full = tokens / kTokens
         let m = UnsafeMutablePointer<Float>.allocate(capacity: 2 * dim)
         defer { m.deallocate() }
@@ -368,7 +369,7 @@ enum Int4Quant {
             }
         }
         let done = full * kTokens
-        if done < tokens { dequantize(src + done * rb, rows: tokens - done, dim: dim, into: dst + done * dim) }
+        if done < tokens { dequantizeScalar(src + done * rb, rows: tokens - done, dim: dim, into: dst + done * dim) }
     }
 
     /// In-place unnormalised fast Walsh–Hadamard transform of 32 values (H·H = 32·I).
@@ -389,7 +390,7 @@ enum Int4Quant {
         }
     }
 
-    static func quantize(_ src: UnsafePointer<Float>, rows: Int, dim: Int, into dst: UnsafeMutablePointer<UInt8>) {
+    package static func quantize(_ src: UnsafePointer<Float>, rows: Int, dim: Int, into dst: UnsafeMutablePointer<UInt8>) {
         let rb = rowBytes(kvDim: dim), groups = (dim + group - 1) / group
         let y = UnsafeMutablePointer<Float>.allocate(capacity: group)
         defer { y.deallocate() }
@@ -422,7 +423,8 @@ enum Int4Quant {
         }
     }
 
-    static func dequantize(_ src: UnsafePointer<UInt8>, rows: Int, dim: Int, into dst: UnsafeMutablePointer<Float>) {
+    /// `dequantize` one value at a time: the definition the vector version must equal bit for bit.
+    package static func dequantizeScalar(_ src: UnsafePointer<UInt8>, rows: Int, dim: Int, into dst: UnsafeMutablePointer<Float>) {
         let rb = rowBytes(kvDim: dim), groups = (dim + group - 1) / group
         for r in 0..<rows {
             let row = src + r * rb, codes = row + 2 * groups, out = dst + r * dim
@@ -439,6 +441,96 @@ enum Int4Quant {
                     hadamard32(out + lo)
                     for i in 0..<group { out[lo + i] *= 1.0 / 32 }
                 }
+            }
+        }
+    }
+}
+
+// The decode path of a load (Cake decodes each arriving chunk while the next one arrives), in
+// vectors of 8: the same operations as the scalar definitions above, in the same order, so the
+// same bits (Swift never fuses a multiply and an add).
+extension Int4Quant {
+    /// The 8 codes of 4 bytes, low nibble first.
+    @inline(__always)
+    static func codes8(_ p: UnsafePointer<UInt8>) -> SIMD8<Float> {
+        let w = UInt32(littleEndian: UnsafeRawPointer(p).loadUnaligned(as: UInt32.self))
+        let q = (SIMD8<UInt32>(repeating: w) &>> SIMD8<UInt32>(0, 4, 8, 12, 16, 20, 24, 28)) & 0xF
+        return SIMD8<Float>(SIMD8<Int32>(truncatingIfNeeded: q))
+    }
+
+    /// `hadamard32` over 4 vectors holding values 0–7, 8–15, 16–23, 24–31: stages h = 1, 2, 4
+    /// within each vector, then 8 and 16 across them, as the scalar loop runs them. At each stage
+    /// values j and j + h (j's bit h clear) become a + b and a − b.
+    @inline(__always)
+    static func hadamard32(_ x: inout (SIMD8<Float>, SIMD8<Float>, SIMD8<Float>, SIMD8<Float>)) {
+        @inline(__always) func within(_ v: SIMD8<Float>) -> SIMD8<Float> {
+            // h = 1: lanes (0,1), (2,3), (4,5), (6,7)
+            let e = v.evenHalf, o = v.oddHalf
+            var w = SIMD8<Float>()
+            w.evenHalf = e + o
+            w.oddHalf = e - o
+            // h = 2: in each half, lanes (0,2), (1,3)
+            @inline(__always) func two(_ x: SIMD4<Float>) -> SIMD4<Float> {
+                SIMD4(lowHalf: x.lowHalf + x.highHalf, highHalf: x.lowHalf - x.highHalf)
+            }
+            let l = two(w.lowHalf), h = two(w.highHalf)
+            // h = 4: lanes (j, j+4)
+            return SIMD8(lowHalf: l + h, highHalf: l - h)
+        }
+        var (a, b, c, d) = (within(x.0), within(x.1), within(x.2), within(x.3))
+        (a, b) = (a + b, a - b)
+        (c, d) = (c + d, c - d)
+        (a, c) = (a + c, a - c)
+        (b, d) = (b + d, b - d)
+        x = (a, b, c, d)
+    }
+
+    package static func dequantizeK(_ src: UnsafePointer<UInt8>, tokens: Int, dim: Int, into dst: UnsafeMutablePointer<Float>) {
+        guard dim % 8 == 0 else { return dequantizeKScalar(src, tokens: tokens, dim: dim, into: dst) }
+        let rb = rowBytes(kvDim: dim), cb = dim / 2, full = tokens / kTokens
+        let m = UnsafeMutablePointer<Float>.allocate(capacity: 2 * dim)
+        defer { m.deallocate() }
+        let step = m + dim
+        for g in 0..<full {
+            let block = src + g * kTokens * rb, codes = block + 4 * dim, y = dst + g * kTokens * dim
+            for c in 0..<dim {
+                step[c] = Half.halfToFloat(UInt16(littleEndian: UnsafeRawPointer(block + 2 * c).loadUnaligned(as: UInt16.self)))
+                m[c] = Half.halfToFloat(UInt16(littleEndian: UnsafeRawPointer(block + 2 * dim + 2 * c).loadUnaligned(as: UInt16.self)))
+            }
+            for t in 0..<kTokens {
+                let cr = codes + t * cb, out = y + t * dim
+                var c = 0
+                while c < dim {
+                    let mc = UnsafeRawPointer(m + c).loadUnaligned(as: SIMD8<Float>.self)
+                    let sc = UnsafeRawPointer(step + c).loadUnaligned(as: SIMD8<Float>.self)
+                    UnsafeMutableRawPointer(out + c).storeBytes(of: mc + codes8(cr + c / 2) * sc, as: SIMD8<Float>.self)
+                    c += 8
+                }
+            }
+        }
+        let done = full * kTokens
+        if done < tokens { dequantize(src + done * rb, rows: tokens - done, dim: dim, into: dst + done * dim) }
+    }
+
+    package static func dequantize(_ src: UnsafePointer<UInt8>, rows: Int, dim: Int, into dst: UnsafeMutablePointer<Float>) {
+        guard dim % group == 0 else { return dequantizeScalar(src, rows: rows, dim: dim, into: dst) }
+        let rb = rowBytes(kvDim: dim), groups = dim / group
+        for r in 0..<rows {
+            let row = src + r * rb, codes = row + 2 * groups, out = dst + r * dim
+            for g in 0..<groups {
+                let bits = UInt16(littleEndian: UnsafeRawPointer(row + 2 * g).loadUnaligned(as: UInt16.self))
+                let scale = SIMD8<Float>(repeating: Half.halfToFloat(bits))
+                let q = codes + g * group / 2
+                let eight = SIMD8<Float>(repeating: 8)
+                var x = ((codes8(q) - eight) * scale, (codes8(q + 4) - eight) * scale,
+                         (codes8(q + 8) - eight) * scale, (codes8(q + 12) - eight) * scale)
+                hadamard32(&x)
+                let inv = SIMD8<Float>(repeating: 1.0 / 32)
+                let o = UnsafeMutableRawPointer(out + g * group)
+                o.storeBytes(of: x.0 * inv, as: SIMD8<Float>.self)
+                o.storeBytes(of: x.1 * inv, toByteOffset: 32, as: SIMD8<Float>.self)
+                o.storeBytes(of: x.2 * inv, toByteOffset: 64, as: SIMD8<Float>.self)
+                o.storeBytes(of: x.3 * inv, toByteOffset: 96, as: SIMD8<Float>.self)
             }
         }
     }

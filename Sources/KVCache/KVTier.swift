@@ -65,6 +65,11 @@ public protocol KVTier: AnyObject, Sendable {
     /// `fetch(keys)` and `present(probing)` together, in as few round trips as the tier allows
     /// (remote: one pipelined round trip).
     func fetch(_ keys: [CacheKey], probing: [CacheKey]) -> (found: [CacheKey: EncodedKV], present: Set<CacheKey>)
+    /// Reads `keys` in order and hands each entry (nil: absent or rejected) to `body` as soon as
+    /// it has arrived; `body` returns false to stop. A remote tier keeps a few requests in flight
+    /// (pipelined), so one entry's transfer overlaps the caller's work on the one before it.
+    /// Keys after a stop, or after the tier became unreachable, are not handed over.
+    func stream(_ keys: [CacheKey], _ body: (CacheKey, EncodedKV?) -> Bool)
 }
 
 extension KVTier {
@@ -76,6 +81,10 @@ extension KVTier {
     public func present(_ keys: [CacheKey]) -> Set<CacheKey> { Set(keys.filter { contains($0) }) }
     public func fetch(_ keys: [CacheKey], probing: [CacheKey]) -> (found: [CacheKey: EncodedKV], present: Set<CacheKey>) {
         (keys.isEmpty ? [:] : fetch(keys), probing.isEmpty ? [] : present(probing))
+    }
+    /// One `get` per key, in order (a local tier has nothing to overlap).
+    public func stream(_ keys: [CacheKey], _ body: (CacheKey, EncodedKV?) -> Bool) {
+        for k in keys where !body(k, get(k)) { return }
     }
 }
 

@@ -102,6 +102,16 @@ public final class ThrottledTier: KVTier, @unchecked Sendable {
         throttle.pass(bytes: got.found.values.reduce(0) { $0 + $1.byteCount }, roundTrips: base.isLocal ? 0 : 1)
         return got
     }
+    /// Each entry pays its bytes as it arrives; the stream pays one round trip (its requests are
+    /// pipelined, so the link's latency is paid once, before the first entry).
+    public func stream(_ keys: [CacheKey], _ body: (CacheKey, EncodedKV?) -> Bool) {
+        var first = true
+        base.stream(keys) { k, v in
+            throttle.pass(bytes: v?.byteCount ?? 0, roundTrips: base.isLocal || !first ? 0 : 1)
+            first = false
+            return body(k, v)
+        }
+    }
     public func present(_ keys: [CacheKey]) -> Set<CacheKey> {
         let got = base.present(keys)
         if !base.isLocal { throttle.pass(bytes: 0) }

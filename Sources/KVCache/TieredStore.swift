@@ -226,12 +226,61 @@ public final class TieredStore: @unchecked Sendable {
         return found
     }
 
+    /// `lookup` for each of `keys` in order, each result handed to `body` (with its index in
+    /// `keys`) as soon as it has arrived; `body` returns false to stop. A run of keys that a tier
+    /// that is not local was found holding by `probe` is read with that tier's `stream`: its
+    /// requests pipelined, so one entry's transfer overlaps the caller's work on the one before.
+    /// Keys that stream did not hand over (the tier stopped, unreachable) are misses.
+    public func stream(_ keys: [some CacheKeyConvertible], _ body: (Int, (value: EncodedKV, tier: Int)?) -> Bool) {
+        let keys = keys.map(\.cacheKey)
+        var i = 0
+        while i < keys.count {
+            guard let t = streamedTier(keys[i]) else {
+                guard body(i, lookup(keys[i])) else { return }
+                i += 1
+                continue
+            }
+            var end = i + 1
+            while end < keys.count, streamedTier(keys[end]) == t { end += 1 }
+            let start = Self.now()
+            var next = i, go = true, inBody: UInt64 = 0
+            tiers[t].stream(Array(keys[i..<end])) { k, v in
+                let t0 = Self.now()
+                defer { inBody &+= Self.now() &- t0 }
+                lock.held { _ = probed.removeValue(forKey: k) }
+                var found: (value: EncodedKV, tier: Int)?
+                if let v, v.layers == configuration.layers, v.kvDim == configuration.kvDim { found = (v, t) }
+                if let f = found, f.value.byteCount <= ram.capacityBytes { ram.put(k, f.value) }
+                lock.held { if found != nil { tierHits[t] += 1 } else { misses += 1 } }
+                go = body(next, found)
+                next += 1
+                return go
+            }
+            let elapsed = (Self.now() &- start) &- inBody
+            lock.held { loadNanos &+= elapsed }
+            guard go else { return }
+            while next < end {
+                lock.held { misses += 1 }
+                guard body(next, nil) else { return }
+                next += 1
+            }
+            i = end
+        }
+    }
+
+    /// The tier (not local) that `probe` found holding `key`, when neither a local tier nor a
+    /// prefetch holds it.
+    private func streamedTier(_ key: CacheKey) -> Int? {
+        if tiers.contains(where: { $0.isLocal && $0.contains(key) }) { return nil }
+        return lock.held { prefetched[key] == nil ? probed[key] : nil }
+    }
+
     /// Asks every tier that is not local for those of `keys` no local tier holds, in one batch
     /// per tier (a remote tier: one round trip), and, in the same round trip, which of `probing`
     /// it holds without their bodies. What they hold is kept for `contains`/`get` until
-    /// `clearPrefetched()` or the next `prefetch`; a probed entry is read by `get` with a round
-    /// trip of its own (Cake's I/O side loads chunk by chunk; a segment is read only if the plan
-    /// blends it). Returns the number of bodies found.
+    /// `clearPrefetched()` or the next `prefetch`; a probed entry is read later by `get` (a round
+    /// trip of its own: a segment is read only if the plan blends it) or `stream` (pipelined:
+    /// Cake's I/O side loads chunk by chunk from the back). Returns the number of bodies found.
     @discardableResult
     public func prefetch(_ keys: [CacheKey], probing: [CacheKey] = []) -> Int {
         clearPrefetched()

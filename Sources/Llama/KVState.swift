@@ -29,13 +29,15 @@ public final class KVState: @unchecked Sendable {
     // other heads. The API below speaks in rows of kvDim = kvHeads·headDim values per slot.
     private var k: [UnsafeMutablePointer<UInt16>] = []
     private var v: [UnsafeMutablePointer<UInt16>] = []
+    /// One anonymous mapping holds every plane: K of each layer, then V of each layer.
+    private var mapping: (base: UnsafeMutableRawPointer, bytes: Int)?
 
     public init(config: LlamaConfig, capacity: Int = 256) {
         self.config = config
         reserve(capacity)
     }
 
-    deinit { for p in k + v { p.deallocate() } }
+    deinit { if let m = mapping { munmap(m.base, m.bytes) } }
 
     public var kvDim: Int { config.kvDim }
     /// Bytes of K and V held for the occupied slots (f16).
@@ -49,22 +51,31 @@ public final class KVState: @unchecked Sendable {
     public func reserve(_ n: Int) {
         guard n > capacity else { return }
         let newCap = max(n, capacity * 2, 16)
-        let dh = config.headDim, heads = config.kvHeads, oldCap = capacity
-        func grow(_ old: [UnsafeMutablePointer<UInt16>]) -> [UnsafeMutablePointer<UInt16>] {
-            (0..<config.layers).map { l in
-                let p = UnsafeMutablePointer<UInt16>.allocate(capacity: heads * newCap * dh)
-                // Zeroed (+0.0): a slot claimed but not yet computed must never hold NaN bit
-                // patterns (masked attention weights are 0, and 0 · NaN is NaN).
-                p.initialize(repeating: 0, count: heads * newCap * dh)
-                if l < old.count {
-                    for h in 0..<heads { (p + h * newCap * dh).update(from: old[l] + h * oldCap * dh, count: count * dh) }
-                    old[l].deallocate()
-                }
-                return p
+        let dh = config.headDim, heads = config.kvHeads, layers = config.layers, oldCap = capacity
+        let plane = heads * newCap * dh          // UInt16s per layer, for K or for V
+        // Fresh anonymous pages read as zero (+0.0: a slot claimed but not yet computed must never
+        // hold NaN bit patterns; masked attention weights are 0, and 0 · NaN is NaN), and the
+        // kernel zeroes each page when it is first written. So claiming room for a long prompt
+        // costs nothing up front (Cake's I/O side starts at once); the rows written pay for
+        // their pages. (calloc would memset again once the allocator reuses a freed block.)
+        let bytes = 2 * layers * plane * MemoryLayout<UInt16>.stride
+        let raw = mmap(nil, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0)
+        guard let raw, raw != MAP_FAILED else {
+            fatalError("KVState: cannot map \(bytes) bytes for \(newCap) slots")
+        }
+        let base = raw.assumingMemoryBound(to: UInt16.self)
+        let newK = (0..<layers).map { base + $0 * plane }
+        let newV = (0..<layers).map { base + (layers + $0) * plane }
+        for l in 0..<layers where !k.isEmpty {
+            for h in 0..<heads {
+                (newK[l] + h * newCap * dh).update(from: k[l] + h * oldCap * dh, count: count * dh)
+                (newV[l] + h * newCap * dh).update(from: v[l] + h * oldCap * dh, count: count * dh)
             }
         }
-        k = grow(k)
-        v = grow(v)
+        if let m = mapping { munmap(m.base, m.bytes) }
+        mapping = (raw, bytes)
+        k = newK
+        v = newV
         capacity = newCap
     }
 

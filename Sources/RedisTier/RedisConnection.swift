@@ -86,6 +86,48 @@ public final class RedisConnection {
 
     public func command(_ args: [[UInt8]]) -> RedisReply? { pipeline([args])?.first }
 
+    /// Sends `commands` with at most `window` of them awaiting a reply, and hands each reply to
+    /// `body` as it is read; `body` returns false to stop. The replies to commands already sent
+    /// are then read and dropped, so the connection stays in step (at most `window - 1` of them).
+    /// False on an I/O error (the connection is then unusable).
+    public func stream(_ commands: [[[UInt8]]], window: Int, _ body: (RedisReply) -> Bool) -> Bool {
+        guard let ctx else { return false }
+        var sent = 0, received = 0, stopped = false
+        func send(upTo n: Int) -> Bool {
+            while sent < min(n, commands.count) {
+                let ok = Self.withArgv(commands[sent]) { argc, argv, lens in
+                    redisAppendCommandArgv(ctx, argc, argv, lens) == REDIS_OK
+                }
+                guard ok else { return false }
+                sent += 1
+            }
+            return true
+        }
+        guard send(upTo: max(1, window)) else { return lost() }
+        while received < sent {
+            var raw: UnsafeMutableRawPointer?
+            guard redisGetReply(ctx, &raw) == REDIS_OK, let raw else { return lost() }
+            received += 1
+            if !stopped {
+                let reply = Self.convert(raw.assumingMemoryBound(to: redisReply.self))
+                freeReplyObject(raw)
+                if body(reply) {
+                    guard send(upTo: received + max(1, window)) else { return lost() }
+                } else {
+                    stopped = true
+                }
+            } else {
+                freeReplyObject(raw)
+            }
+        }
+        return true
+    }
+
+    private func lost() -> Bool {
+        _ = fail()
+        return false
+    }
+
     private func fail() -> [RedisReply]? {
         if let ctx {
             lastError = ctx.pointee.err != 0

@@ -271,6 +271,50 @@ public final class RedisTier: KVTier, @unchecked Sendable {
         return fetch([k])[k]
     }
 
+    /// GETs kept `streamWindow` deep in flight on the reader connection: while the caller works
+    /// on one entry, the next is already on its way. Entries are checked as in `fetch`; the
+    /// stream counts as one round trip. Stops at once (handing nothing) while unreachable.
+    public func stream(_ keys: [CacheKey], _ body: (CacheKey, EncodedKV?) -> Bool) {
+        guard !keys.isEmpty else { return }
+        readLock.lock()
+        defer { readLock.unlock() }
+        guard openReader() else { return }
+        let start = Self.now()
+        var read = 0, next = 0, inBody = 0.0
+        var rejected: [Rejection] = []
+        let ok = reader!.stream(keys.map { [Array("GET".utf8), redisKey($0)] }, window: Self.streamWindow) { reply in
+            let k = keys[next]
+            next += 1
+            var value: EncodedKV?
+            if case .string(let bytes) = reply {
+                read += bytes.count
+                switch decodeValue(bytes, key: k) {
+                case .success(let e): value = e
+                case .failure(let r): rejected.append(r)
+                }
+            }
+            let t = Self.now()
+            defer { inBody += Self.now() - t }
+            return body(k, value)
+        }
+        if !ok {
+            let err = reader?.lastError ?? "connection lost"
+            reader = nil
+            noteFailure(err)
+        }
+        let elapsed = Self.now() - start - inBody
+        cond.lock()
+        stats_.bytesRead += read
+        stats_.roundTrips += 1
+        stats_.readSeconds += elapsed
+        stats_.rejectedEntries += rejected.count
+        for r in rejected { rejections_[r, default: 0] += 1 }
+        cond.unlock()
+    }
+
+    /// GETs in flight at once in `stream`.
+    public static let streamWindow = 3
+
     /// EXISTS (a round trip): the store never calls it for a tier that is not local.
     public func contains(_ key: some CacheKeyConvertible) -> Bool {
         if case .integer(let n)? = readCommand([Array("EXISTS".utf8), redisKey(key.cacheKey)]) { return n > 0 }
@@ -353,18 +397,7 @@ public final class RedisTier: KVTier, @unchecked Sendable {
     private func readPipeline(_ commands: [[[UInt8]]]) -> [RedisReply]? {
         readLock.lock()
         defer { readLock.unlock() }
-        cond.lock()
-        let ok = state_ == .ok
-        cond.unlock()
-        guard ok else { return nil }
-        if reader == nil {
-            var err = ""
-            reader = RedisConnection.open(configuration.url, timeout: configuration.timeout, error: &err)
-            if reader == nil {
-                noteFailure(err)
-                return nil
-            }
-        }
+        guard openReader() else { return nil }
         guard let replies = reader!.pipeline(commands), replies.count == commands.count else {
             let err = reader?.lastError ?? "connection lost"
             reader = nil
@@ -372,6 +405,24 @@ public final class RedisTier: KVTier, @unchecked Sendable {
             return nil
         }
         return replies
+    }
+
+    /// Whether the reader connection is open (opened now if needed); false while unreachable.
+    /// Call with `readLock` held.
+    private func openReader() -> Bool {
+        cond.lock()
+        let ok = state_ == .ok
+        cond.unlock()
+        guard ok else { return false }
+        if reader == nil {
+            var err = ""
+            reader = RedisConnection.open(configuration.url, timeout: configuration.timeout, error: &err)
+            if reader == nil {
+                noteFailure(err)
+                return false
+            }
+        }
+        return true
     }
 
     /// Marks the server lost: reads return nothing until the writer thread reconnects.

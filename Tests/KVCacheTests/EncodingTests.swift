@@ -112,6 +112,37 @@ final class EncodingTests: XCTestCase {
         XCTAssertEqual(buf, Array(d.v[(2 * tokens * dim)..<(3 * tokens * dim)]))
     }
 
+    /// The vector int4 decoders (the load path) equal the one-value-at-a-time definitions bit for
+    /// bit, over arbitrary bytes: every code, scale bits including subnormals, inf and NaN, whole
+    /// and partial K groups, and a dimension the vector path hands to the scalar one.
+    func testInt4VectorDecodeEqualsScalarBitForBit() {
+        var rng = SplitMix(seed: 77)
+        for (tokens, dim) in [(200, 192), (64, 64), (5, 64), (70, 40), (130, 96)] {
+            let bytes = tokens * Int4Quant.rowBytes(kvDim: dim)
+            let src = (0..<bytes).map { _ in UInt8.random(in: 0...255, using: &rng) }
+            var fast = [Float](repeating: -1, count: tokens * dim), slow = fast
+            for k in [false, true] {
+                src.withUnsafeBufferPointer { s in
+                    fast.withUnsafeMutableBufferPointer { f in
+                        slow.withUnsafeMutableBufferPointer { w in
+                            if k {
+                                Int4Quant.dequantizeK(s.baseAddress!, tokens: tokens, dim: dim, into: f.baseAddress!)
+                                Int4Quant.dequantizeKScalar(s.baseAddress!, tokens: tokens, dim: dim, into: w.baseAddress!)
+                            } else {
+                                Int4Quant.dequantize(s.baseAddress!, rows: tokens, dim: dim, into: f.baseAddress!)
+                                Int4Quant.dequantizeScalar(s.baseAddress!, rows: tokens, dim: dim, into: w.baseAddress!)
+                            }
+                        }
+                    }
+                }
+                let bad = zip(fast, slow).enumerated().filter { !($1.0.bitPattern == $1.1.bitPattern || ($1.0.isNaN && $1.1.isNaN)) }
+                XCTAssertTrue(bad.isEmpty, "\(k ? "K" : "V") \(tokens)×\(dim): \(bad.count) values differ, first at " +
+                              bad.prefix(3).map { "\($0.offset): \($0.element.0) vs \($0.element.1)" }.joined(separator: ", "))
+                XCTAssertGreaterThan(slow.filter { $0.isFinite && $0 != 0 }.count, tokens * dim / 2, "mostly finite values were compared")
+            }
+        }
+    }
+
     /// A group whose energy sits in one outlier channel: after the rotation the outlier is spread
     /// over 32 rotated values, and the decoded group keeps the small channels' mean error below
     /// what plain 4-bit codes with the outlier's scale give them (they round to 0 there).

@@ -30,6 +30,19 @@ public func checkTierContract(_ tier: any KVTier, settle: () -> Void = {},
     XCTAssertEqual(batch.count, 2, "\(name): fetch finds exactly the stored keys", file: file, line: line)
     XCTAssertEqual(batch[key(1)], entry(1), file: file, line: line)
 
+    // Stream: entries in the order asked, nil for a key not held; a stop ends it, and the tier
+    // stays in step (a remote tier drains the replies still in flight).
+    var streamed: [(CacheKey, EncodedKV?)] = []
+    tier.stream([key(2, .prefixChunk), key(3), key(1)]) { k, v in streamed.append((k, v)); return true }
+    XCTAssertEqual(streamed.map(\.0), [key(2, .prefixChunk), key(3), key(1)], "\(name): stream keeps the order", file: file, line: line)
+    XCTAssertEqual(streamed.first?.1, entry(2, tokens: 5), "\(name): stream returns what was put", file: file, line: line)
+    XCTAssertNil(streamed.dropFirst().first?.1 ?? nil, "\(name): stream misses a key not held", file: file, line: line)
+    XCTAssertEqual(streamed.last?.1, entry(1), file: file, line: line)
+    var calls = 0
+    tier.stream([key(1), key(2, .prefixChunk), key(1), key(2, .prefixChunk)]) { _, _ in calls += 1; return false }
+    XCTAssertEqual(calls, 1, "\(name): returning false stops the stream", file: file, line: line)
+    XCTAssertEqual(tier.get(key(2, .prefixChunk)), entry(2, tokens: 5), "\(name): reads after a stopped stream stay in step", file: file, line: line)
+
     // Replace.
     XCTAssertTrue(tier.put(key(1), entry(9)).isStored, "\(name): replace", file: file, line: line)
     settle()
