@@ -499,6 +499,11 @@ static inline void to_f32_rows(const uint16_t *x, size_t ld, int rows, int dh, f
 // the same reduction tree, values in slot order), and the conversion is exact, so a head's bits
 // are the same on either path.
 #define KV_DIRECT_HEADS 4
+// Rows read this many keys ahead are asked for early: a decode step streams every layer's K and V
+// from memory once (46 MB a token at 2000 keys for SmolLM2-135M), faster than the hardware
+// prefetcher alone brings them in on Zen 1 (measured: 52 → 47 µs for the scores of a K/V head
+// and 52 → 44 µs for its values, one thread, 2000 keys).
+#define KV_PREFETCH_KEYS 128
 
 // Scores of B heads for keys [j0, j1) (j0 a multiple of 4), rows clamped to `last`.
 static inline __attribute__((always_inline)) void scores_direct(const int B, const float *const *q, const int32_t *qpos,
@@ -508,6 +513,11 @@ static inline __attribute__((always_inline)) void scores_direct(const int B, con
     for (; j0 < j1; j0 += 4) {
         const uint16_t *k[4];
         for (int i = 0; i < 4; i++) k[i] = K + (size_t)(j0 + i < last ? j0 + i : last) * ld;
+        {   // (a prefetch never faults, so rows past the end need no check)
+            const char *pf = (const char *)(K + (size_t)(j0 + KV_PREFETCH_KEYS) * ld);
+            for (int i = 0; i < 4; i++)
+                for (int b = 0; b < dh * 2; b += 64) _mm_prefetch(pf + (size_t)i * ld * 2 + b, _MM_HINT_T0);
+        }
         __m256 a[3][4];
         for (int b = 0; b < B; b++) for (int i = 0; i < 4; i++) a[b][i] = _mm256_setzero_ps();
         for (int d = 0; d < dh; d += 8) {
@@ -535,6 +545,9 @@ static inline __attribute__((always_inline)) void values_direct(const int B, con
     int j = j0;
     for (; j < all; j++) {
         const uint16_t *vj = V + (size_t)j * ld + e;
+        // The line holding these lanes, KV_PREFETCH_KEYS rows on (a prefetch never faults, so
+        // rows past the end need no check).
+        _mm_prefetch((const char *)(vj + (size_t)KV_PREFETCH_KEYS * ld), _MM_HINT_T0);
         const __m256 v0 = ldh8(vj), v1 = ldh8(vj + 8);
         for (int b = 0; b < B; b++) {
             const __m256 pp = _mm256_set1_ps(p[b][j]);

@@ -353,26 +353,22 @@ public final class LlamaContext: @unchecked Sendable {
                             pool.run(parts) { part in   // weights, by query rows
                                 for r in T * H * part / parts..<T * H * (part + 1) / parts { kv_attend_weights(sp.p + r * n, cp[r]) }
                             }
-                            if T == 1 {
-                                pool.run(parts) { part in   // values, by query heads (cut at group boundaries)
-                                    var h = H * part / parts
-                                    let end = H * (part + 1) / parts
-                                    while h < end {
-                                        let g = h / G, e = min(end, (g + 1) * G)
-                                        kv_attend_values(Int32(e - h), sp.p + h * n, n, cp + h, cache.values(layer: layer, head: g), Dh,
-                                                         Int32(Dh), 0, Int32(Dh), op + h)
-                                        h = e
-                                    }
-                                }
-                            } else {
-                                let units = Dh / 16, vparts = min(parts, units)
-                                pool.run(vparts) { part in   // values, by output lanes
-                                    let e0 = units * part / vparts * 16, e1 = units * (part + 1) / vparts * 16
-                                    for g in 0..<groups {
-                                        let r = g * perGroup
-                                        kv_attend_values(Int32(perGroup), sp.p + r * n, n, cp + r, cache.values(layer: layer, head: g), Dh,
-                                                         Int32(Dh), Int32(e0), Int32(e1), op + r)
-                                    }
+                            // Values, by units of (group, block of output lanes): a block is one
+                            // cache line of f16 V (32 lanes) where the head allows. Each V value is
+                            // read and converted by one thread, and the threads get equal shares
+                            // (by query heads, 9 heads in 3 groups gave one thread 5 heads over 2
+                            // groups' V).
+                            let block = Dh % 32 == 0 ? 32 : 16, blocks = Dh / block, units = groups * blocks
+                            let vparts = min(parts, units)
+                            pool.run(vparts) { part in
+                                var u = units * part / vparts
+                                let end = units * (part + 1) / vparts
+                                while u < end {
+                                    let g = u / blocks, last = min(end, (g + 1) * blocks)   // this group's units here
+                                    let r = g * perGroup
+                                    kv_attend_values(Int32(perGroup), sp.p + r * n, n, cp + r, cache.values(layer: layer, head: g), Dh,
+                                                     Int32(Dh), Int32((u % blocks) * block), Int32(((last - 1) % blocks + 1) * block), op + r)
+                                    u = last
                                 }
                             }
                         }
