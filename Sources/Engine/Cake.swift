@@ -204,18 +204,26 @@ extension ReuseEngine {
         var step = Self.firstComputeStep
         let layers = Double(core.model.config.layers)
         var asideFrom: UInt64?
+        let localReads = chunks.allSatisfy { store.tiers[$0.tier].isLocal }
         while true {
             // Stepped aside for a much faster link: decode what has arrived while the rest arrives.
             while meeting.standingAside {
                 if asideFrom == nil { asideFrom = EngineCore.now() }
                 fetched.lock.lock()
                 while fetched.entries.count == written && fetched.finishedAt == 0 { fetched.lock.wait() }
-                let pending = Array(fetched.entries[written...])
+                let next = written < fetched.entries.count ? fetched.entries[written] : nil
+                let backlog = fetched.entries.count - written
                 fetched.lock.unlock()
-                // One thread while the I/O side still reads: the other core is the I/O side's.
-                // (Two threads whenever decoding fell behind measured slower, int4 included.)
-                for e in pending { write(e, parallel: false) }
-                written += pending.count
+                // One entry at a time. On one thread while a remote tier's I/O side still reads:
+                // the client and a server on this host need the other core (two threads whenever
+                // decoding fell behind measured slower there). A local tier's reads are copies
+                // from the page cache (or sleeps, on a dialed link), so once decoding falls
+                // behind it takes both cores. When the I/O side is done this loop ends, and what
+                // is left is decoded on all threads.
+                if let e = next {
+                    write(e, parallel: localReads && backlog > 1)
+                    written += 1
+                }
             }
             guard let r = meeting.claimCompute(step: step) else { break }
             let ts = EngineCore.now()
