@@ -242,22 +242,24 @@ public final class TieredStore: @unchecked Sendable {
             }
             var end = i + 1
             while end < keys.count, streamedTier(keys[end]) == t { end += 1 }
-            let start = Self.now()
-            var next = i, go = true, inBody: UInt64 = 0
+            // Counted as each entry arrives (the caller may stop listening early); the load time
+            // excludes the caller's own work.
+            var mark = Self.now(), next = i, go = true
             tiers[t].stream(Array(keys[i..<end])) { k, v in
-                let t0 = Self.now()
-                defer { inBody &+= Self.now() &- t0 }
-                lock.held { _ = probed.removeValue(forKey: k) }
                 var found: (value: EncodedKV, tier: Int)?
                 if let v, v.layers == configuration.layers, v.kvDim == configuration.kvDim { found = (v, t) }
                 if let f = found, f.value.byteCount <= ram.capacityBytes { ram.put(k, f.value) }
-                lock.held { if found != nil { tierHits[t] += 1 } else { misses += 1 } }
+                let arrived = Self.now()
+                lock.held {
+                    _ = probed.removeValue(forKey: k)
+                    if found != nil { tierHits[t] += 1 } else { misses += 1 }
+                    loadNanos &+= arrived &- mark
+                }
                 go = body(next, found)
                 next += 1
+                mark = Self.now()
                 return go
             }
-            let elapsed = (Self.now() &- start) &- inBody
-            lock.held { loadNanos &+= elapsed }
             guard go else { return }
             while next < end {
                 lock.held { misses += 1 }

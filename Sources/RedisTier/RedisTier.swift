@@ -273,28 +273,39 @@ public final class RedisTier: KVTier, @unchecked Sendable {
 
     /// GETs kept `streamWindow` deep in flight on the reader connection: while the caller works
     /// on one entry, the next is already on its way. Entries are checked as in `fetch`; the
-    /// stream counts as one round trip. Stops at once (handing nothing) while unreachable.
+    /// stream counts as one round trip. Counters are updated as each reply arrives (a caller
+    /// that stops listening early still sees what was read), and the read time excludes the
+    /// caller's own work. Stops at once (handing nothing) while unreachable.
     public func stream(_ keys: [CacheKey], _ body: (CacheKey, EncodedKV?) -> Bool) {
         guard !keys.isEmpty else { return }
         readLock.lock()
         defer { readLock.unlock() }
         guard openReader() else { return }
-        let start = Self.now()
-        var read = 0, next = 0, inBody = 0.0
-        var rejected: [Rejection] = []
+        var mark = Self.now(), next = 0
         let ok = reader!.stream(keys.map { [Array("GET".utf8), redisKey($0)] }, window: Self.streamWindow) { reply in
             let k = keys[next]
             next += 1
             var value: EncodedKV?
+            var read = 0
+            var rejected: Rejection?
             if case .string(let bytes) = reply {
-                read += bytes.count
+                read = bytes.count
                 switch decodeValue(bytes, key: k) {
                 case .success(let e): value = e
-                case .failure(let r): rejected.append(r)
+                case .failure(let r): rejected = r
                 }
             }
-            let t = Self.now()
-            defer { inBody += Self.now() - t }
+            let arrived = Self.now()
+            cond.lock()
+            stats_.bytesRead += read
+            if next == 1 { stats_.roundTrips += 1 }
+            stats_.readSeconds += arrived - mark
+            if let r = rejected {
+                stats_.rejectedEntries += 1
+                rejections_[r, default: 0] += 1
+            }
+            cond.unlock()
+            defer { mark = Self.now() }
             return body(k, value)
         }
         if !ok {
@@ -302,14 +313,6 @@ public final class RedisTier: KVTier, @unchecked Sendable {
             reader = nil
             noteFailure(err)
         }
-        let elapsed = Self.now() - start - inBody
-        cond.lock()
-        stats_.bytesRead += read
-        stats_.roundTrips += 1
-        stats_.readSeconds += elapsed
-        stats_.rejectedEntries += rejected.count
-        for r in rejected { rejections_[r, default: 0] += 1 }
-        cond.unlock()
     }
 
     /// GETs in flight at once in `stream`.

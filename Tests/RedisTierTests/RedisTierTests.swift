@@ -34,6 +34,49 @@ final class RedisTierTests: XCTestCase {
         XCTAssertEqual(k, "kvduel:v1:\(fp.digest.hex):int8:segment:\(Fixture.key(1).digest.hex)")
     }
 
+    /// A stream is one round trip; each reply is counted as it arrives, so a reader that stops
+    /// early still sees what it read; a damaged value in the stream is rejected, counted and
+    /// handed over as nil, and the stream goes on.
+    func testStreamCountsEachReplyAndRejectsDamage() throws {
+        let url = try RedisServer.sharedURL()
+        let fp = Fixture.uniqueFingerprint()
+        let tier = Fixture.tier(url, fingerprint: fp)
+        defer { tier.close() }
+        for i in 0..<5 { tier.put(Fixture.key(i), Fixture.entry(i)) }
+        XCTAssertTrue(tier.drain(timeout: 10))
+        let k2 = tier.redisKey(Fixture.key(2))
+        guard case .string(var v2)? = rawCommand(url, [Array("GET".utf8), k2]) else { return XCTFail("value not on the server") }
+        v2[200] ^= 0x40
+        XCTAssertEqual(rawCommand(url, [Array("SET".utf8), k2, v2]), .status("OK"))
+        let one = 128 + Fixture.entry(0).byteCount
+
+        tier.resetCounters()
+        var seen: [Int?] = []
+        tier.stream((0..<6).map(Fixture.key)) { k, v in
+            seen.append(v.map { _ in (0..<6).first { Fixture.key($0) == k }! })
+            return true
+        }
+        XCTAssertEqual(seen, [0, 1, nil, 3, 4, nil], "in order; the damaged entry and the missing key are nil")
+        var s = tier.tierStats
+        XCTAssertEqual(s.roundTrips, 1)
+        XCTAssertEqual(s.bytesRead, 5 * one, "every value read, the damaged one included")
+        XCTAssertEqual(s.rejectedEntries, 1)
+        XCTAssertEqual(tier.rejections[.checksumMismatch], 1)
+
+        tier.resetCounters()
+        var calls = 0
+        tier.stream((0..<5).map(Fixture.key)) { _, _ in
+            calls += 1
+            // Counted before the caller sees the entry.
+            XCTAssertEqual(tier.tierStats.bytesRead, calls * one)
+            return calls < 2
+        }
+        XCTAssertEqual(calls, 2)
+        s = tier.tierStats
+        XCTAssertEqual(s.bytesRead, 2 * one, "replies drained after the stop are not counted as read for the caller")
+        XCTAssertEqual(tier.fetch([Fixture.key(4)])[Fixture.key(4)], Fixture.entry(4), "the connection stays in step")
+    }
+
     func testCorruptAndTruncatedValuesAreRejectedAndCounted() throws {
         let url = try RedisServer.sharedURL()
         let fp = Fixture.uniqueFingerprint()
