@@ -60,7 +60,7 @@ public final class KVState: @unchecked Sendable {
         // their pages. (calloc would memset again once the allocator reuses a freed block.)
         let bytes = 2 * layers * plane * MemoryLayout<UInt16>.stride
         let raw = mmap(nil, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0)
-        guard let raw, raw != MAP_FAILED else {
+        guard let raw, Int(bitPattern: raw) != -1 else {   // MAP_FAILED
             fatalError("KVState: cannot map \(bytes) bytes for \(newCap) slots")
         }
         let base = raw.assumingMemoryBound(to: UInt16.self)
