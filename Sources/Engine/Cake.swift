@@ -263,4 +263,3 @@ extension ReuseEngine {
         return out
     }
 }
-
