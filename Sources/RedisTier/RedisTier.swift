@@ -9,8 +9,10 @@ import KVCache
 /// - **Values** the disk tier's entry format (`EntryCodec`: 128-byte versioned header with model,
 ///   key, shape and an XXH64 checksum, then the body). With a secret, an HMAC-SHA256 over the
 ///   Redis key and the entry follows it (32 bytes).
-/// - **Reads** `fetch` asks for all keys of a request in one MGET (one round trip). Every value
-///   is checked like a disk file (and its MAC) and a bad one is rejected and counted, never used.
+/// - **Reads** `fetch` asks for all keys of a request in one MGET (one round trip); `stream` keeps
+///   `streamWindow` GETs in flight and hands over each entry as it arrives (Cake's I/O side).
+///   Every value is checked like a disk file (and its MAC) and a bad one is rejected and counted,
+///   never used.
 /// - **Writes** `put` queues and returns at once; one writer thread sends queued SETs, pipelined.
 ///   The queue is bounded (entries and bytes): a write that does not fit, or that arrives while
 ///   the server is unreachable, is dropped and counted.
@@ -308,11 +310,7 @@ public final class RedisTier: KVTier, @unchecked Sendable {
             defer { mark = Self.now() }
             return body(k, value)
         }
-        if !ok {
-            let err = reader?.lastError ?? "connection lost"
-            reader = nil
-            noteFailure(err)
-        }
+        if !ok { dropReader() }
     }
 
     /// GETs in flight at once in `stream`.
@@ -402,12 +400,17 @@ public final class RedisTier: KVTier, @unchecked Sendable {
         defer { readLock.unlock() }
         guard openReader() else { return nil }
         guard let replies = reader!.pipeline(commands), replies.count == commands.count else {
-            let err = reader?.lastError ?? "connection lost"
-            reader = nil
-            noteFailure(err)
+            dropReader()
             return nil
         }
         return replies
+    }
+
+    /// The reader connection failed: close it and mark the server lost. Call with `readLock` held.
+    private func dropReader() {
+        let err = reader?.lastError ?? "connection lost"
+        reader = nil
+        noteFailure(err)
     }
 
     /// Whether the reader connection is open (opened now if needed); false while unreachable.
