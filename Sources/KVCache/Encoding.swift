@@ -347,6 +347,15 @@ package enum Int4Quant {
         if done < tokens { quantize(src + done * dim, rows: tokens - done, dim: dim, into: dst + done * rb) }
     }
 
+    /// The f16 steps and minimums at the start of a K group of 64 tokens, per channel, as floats.
+    static func readKGroupHeader(_ block: UnsafePointer<UInt8>, dim: Int, steps: UnsafeMutablePointer<Float>,
+                                 minimums: UnsafeMutablePointer<Float>) {
+        for c in 0..<dim {
+            steps[c] = Half.halfToFloat(UInt16(littleEndian: UnsafeRawPointer(block + 2 * c).loadUnaligned(as: UInt16.self)))
+            minimums[c] = Half.halfToFloat(UInt16(littleEndian: UnsafeRawPointer(block + 2 * dim + 2 * c).loadUnaligned(as: UInt16.self)))
+        }
+    }
+
     /// `dequantizeK` one value at a time: the definition the vector version must equal bit for bit.
     package static func dequantizeKScalar(_ src: UnsafePointer<UInt8>, tokens: Int, dim: Int, into dst: UnsafeMutablePointer<Float>) {
         let rb = rowBytes(kvDim: dim), cb = (dim + 1) / 2, full = tokens / kTokens
@@ -355,10 +364,7 @@ package enum Int4Quant {
         let step = m + dim
         for g in 0..<full {
             let block = src + g * kTokens * rb, codes = block + 4 * dim, y = dst + g * kTokens * dim
-            for c in 0..<dim {
-                step[c] = Half.halfToFloat(UInt16(littleEndian: UnsafeRawPointer(block + 2 * c).loadUnaligned(as: UInt16.self)))
-                m[c] = Half.halfToFloat(UInt16(littleEndian: UnsafeRawPointer(block + 2 * dim + 2 * c).loadUnaligned(as: UInt16.self)))
-            }
+            readKGroupHeader(block, dim: dim, steps: step, minimums: m)
             for t in 0..<kTokens {
                 let cr = codes + t * cb, out = y + t * dim
                 for c in 0..<dim {
@@ -493,10 +499,7 @@ extension Int4Quant {
         let step = m + dim
         for g in 0..<full {
             let block = src + g * kTokens * rb, codes = block + 4 * dim, y = dst + g * kTokens * dim
-            for c in 0..<dim {
-                step[c] = Half.halfToFloat(UInt16(littleEndian: UnsafeRawPointer(block + 2 * c).loadUnaligned(as: UInt16.self)))
-                m[c] = Half.halfToFloat(UInt16(littleEndian: UnsafeRawPointer(block + 2 * dim + 2 * c).loadUnaligned(as: UInt16.self)))
-            }
+            readKGroupHeader(block, dim: dim, steps: step, minimums: m)
             for t in 0..<kTokens {
                 let cr = codes + t * cb, out = y + t * dim
                 var c = 0
