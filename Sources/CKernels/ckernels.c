@@ -690,6 +690,73 @@ void kv_attend_values(int nq, const float *scores, size_t ld_scores, const int32
     }
 }
 
+// Attention's arithmetic for one 8-lane slice of a K or V row shared by G query heads: convert
+// the slice from f16, then G fused multiply-adds with it (the query or weight from L1). Four
+// slices a round, from a 16-slice ring in L1, into 8 accumulators (each takes G/2 FMAs a round,
+// so the rate is throughput, not latency).
+#ifdef KV_AVX2
+static inline __attribute__((always_inline)) float mix_burst(const int G, long iters, const uint16_t *ring, const float *q) {
+    __m256 a[8];
+    for (int i = 0; i < 8; i++) a[i] = _mm256_setzero_ps();
+    for (long k = 0; k < iters; k++)
+        for (int r = 0; r < 4; r++) {
+            const __m256 x = ldh8(ring + (size_t)((k * 4 + r) & 15) * 8);
+            for (int b = 0; b < G; b++) a[(r * G + b) & 7] = _mm256_fmadd_ps(_mm256_loadu_ps(q + b * 8), x, a[(r * G + b) & 7]);
+        }
+    float sum = 0;
+    for (int i = 0; i < 8; i++) sum += hsum8(a[i]);
+    return sum;
+}
+#elif defined(KV_NEON)
+static inline __attribute__((always_inline)) float mix_burst(const int G, long iters, const uint16_t *ring, const float *q) {
+    f32x8 a[8];
+    for (int i = 0; i < 8; i++) a[i] = dup8(0);
+    for (long k = 0; k < iters; k++)
+        for (int r = 0; r < 4; r++) {
+            const f32x8 x = ldh8n(ring + (size_t)((k * 4 + r) & 15) * 8);
+            for (int b = 0; b < G; b++) a[(r * G + b) & 7] = fma8(ld8(q + b * 8), x, a[(r * G + b) & 7]);
+        }
+    float sum = 0;
+    for (int i = 0; i < 8; i++) sum += hsum8n(a[i]);
+    return sum;
+}
+#else
+static inline float mix_burst(const int G, long iters, const uint16_t *ring, const float *q) {
+    float a[8][8] = { { 0 } };
+    for (long k = 0; k < iters; k++)
+        for (int r = 0; r < 4; r++) {
+            const uint16_t *h = ring + (size_t)((k * 4 + r) & 15) * 8;
+            for (int b = 0; b < G; b++) for (int l = 0; l < 8; l++) a[(r * G + b) & 7][l] = fmaf(q[b * 8 + l], h2f(h[l]), a[(r * G + b) & 7][l]);
+        }
+    float sum = 0;
+    for (int i = 0; i < 8; i++) for (int l = 0; l < 8; l++) sum += a[i][l];
+    return sum;
+}
+#endif
+
+float kv_attend_mix_burst(long iters, int g) {
+    uint16_t ring[16 * 8];
+    float q[8 * 8];
+    for (int i = 0; i < 16 * 8; i++) { const float f = 0.001f * (float)(i % 61); ring[i] = f2h(f); }
+    for (int i = 0; i < 8 * 8; i++) q[i] = 0.01f * (float)(i % 7);
+    switch (g < 1 ? 1 : g > 8 ? 8 : g) {
+    case 1: return mix_burst(1, iters, ring, q);
+    case 2: return mix_burst(2, iters, ring, q);
+    case 3: return mix_burst(3, iters, ring, q);
+    case 4: return mix_burst(4, iters, ring, q);
+    case 5: return mix_burst(5, iters, ring, q);
+    case 6: return mix_burst(6, iters, ring, q);
+    case 7: return mix_burst(7, iters, ring, q);
+    default: return mix_burst(8, iters, ring, q);
+    }
+}
+
+uint64_t kv_stream_sum(const uint64_t *x, size_t n) {
+    uint64_t s = 0;
+    for (size_t i = 0; i < n; i++) s += x[i];
+    return s;
+}
+
 void kv_attend(int nq, const float *const *q, const int32_t *qpos, const int32_t *n, const uint16_t *K, const uint16_t *V,
                size_t ld, const int32_t *slot_pos, float scale, int dh, float *scores, size_t ld_scores,
                float *const *out) {

@@ -82,6 +82,10 @@ struct BenchEngine: ParsableCommand {
             }
             return bestDecode
         }
+        // Keys a decoded token attends to, on average: short decode starts after 16 prompt tokens,
+        // decode after an extend after C + N.
+        let shortKeys = 16 + Double(decode) / 2
+        func decodeKeys(_ e: (context: Int, new: Int, ms: Double, decode: Double)) -> Double { Double(e.context + e.new) + Double(decode) / 2 }
         let kernelPath = String(cString: kv_qgemm_path())
         let prefillRates = measurePrefill()
         let bestDecode = measureDecode()
@@ -89,6 +93,7 @@ struct BenchEngine: ParsableCommand {
         // Extend: N new tokens on top of C cached ones (a multi-turn chat's next turn with its
         // prefix reused), then greedy decode at that context.
         var extendFigure: (context: Int, new: Int, ms: Double, decode: Double)?
+        var floor: AttentionFloor?
         if parts.count == 2, let c = parts[0], let n = parts[1], c > 0, n > 0 {
             let probe = ExtendProbe(model: model, threads: threads, capacity: c + n + decode + 1)
             probe.prepare(context: c)
@@ -123,6 +128,9 @@ struct BenchEngine: ParsableCommand {
         }
 
         let rss = MachineInfo.peakRSSBytes
+        // What decode over the extended cache could reach at best: after the peak RSS is read,
+        // as the floor's read measurement holds 64 MiB a thread.
+        if extendFigure != nil { floor = AttentionFloor.measure(on: ctx) }
 
         // The reference, right after kvduel, on the same file, threads and lengths.
         var llama: LlamaBench.Result?
@@ -152,7 +160,18 @@ struct BenchEngine: ParsableCommand {
                 return row
             }
             if let e = extendFigure {
-                obj["extend"] = ["context_tokens": e.context, "new_tokens": e.new, "ms": e.ms, "decode_tok_s": e.decode]
+                var row: [String: Any] = ["context_tokens": e.context, "new_tokens": e.new, "ms": e.ms, "decode_tok_s": e.decode]
+                if let f = floor {
+                    let keys = decodeKeys(e)
+                    row["attention_floor"] = [
+                        "slices_per_s": f.slicesPerSecond, "read_bytes_per_s": f.bytesPerSecond, "threads": f.threads, "mean_keys": keys,
+                        "arithmetic_ms_per_token": f.arithmeticSeconds(config: model.config, keys: keys) * 1000,
+                        "read_ms_per_token": f.readSeconds(config: model.config, keys: keys) * 1000,
+                        "ms_per_token": f.seconds(config: model.config, keys: keys) * 1000,
+                        "decode_bound_tok_s": f.decodeBound(config: model.config, keys: keys, shortRate: bestDecode, shortKeys: shortKeys),
+                    ]
+                }
+                obj["extend"] = row
             }
             if let llama {
                 var ref: [String: Any] = ["build_commit": llama.commit, "path": reference!.path, "statistic": "best sample"]
@@ -190,6 +209,20 @@ struct BenchEngine: ParsableCommand {
         if let e = extendFigure {
             print(String(format: "extend %d + %d tokens: %.1f ms, then decode %.1f tok/s at that context",
                          e.context, e.new, e.ms, e.decode))
+            if let f = floor {
+                let keys = decodeKeys(e)
+                let bound = f.decodeBound(config: model.config, keys: keys, shortRate: bestDecode, shortKeys: shortKeys)
+                let c = model.config
+                print(String(format: "  attention's floor over %.0f keys, measured now on %d threads: %.2f ms a token, the slower of",
+                             keys, f.threads, f.seconds(config: c, keys: keys) * 1000))
+                print(String(format: "    arithmetic %.2f ms: %.2f M slices of K and V rows at %.2f G/s (8 lanes converted from f16, then %d FMAs)",
+                             f.arithmeticSeconds(config: c, keys: keys) * 1000, AttentionFloor.slices(config: c, keys: keys) / 1e6,
+                             f.slicesPerSecond / 1e9, c.groupSize))
+                print(String(format: "    reading    %.2f ms: %.1f MB of K and V at %.1f GB/s",
+                             f.readSeconds(config: c, keys: keys) * 1000, AttentionFloor.bytes(config: c, keys: keys) / 1e6, f.bytesPerSecond / 1e9))
+                print(String(format: "  so decode there, with a token's other work as at short context, could reach at most about %.1f tok/s (%.2f of short decode); measured %.1f (%.2f)",
+                             bound, bound / bestDecode, e.decode, e.decode / bestDecode))
+            }
         }
         if !perPath.isEmpty {
             print("")

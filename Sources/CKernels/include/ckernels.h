@@ -69,6 +69,15 @@ void kv_attend_scores(int nq, const float *const *q, const int32_t *qpos, const 
 void kv_attend_weights(float *scores, int n);
 void kv_attend_values(int nq, const float *scores, size_t ld_scores, const int32_t *n, const uint16_t *V, size_t ld,
                       int dh, int e0, int e1, float *const *out);
+/// `iters` rounds of attention's arithmetic as kv_attend does it, on 4 slices of 8 lanes of K or V
+/// rows shared by `g` query heads (1-8): each slice converted from f16 to float once, then `g`
+/// fused multiply-adds with it (8 lanes wide on every path). This CPU's rate for that mix bounds
+/// how fast attention can go when its rows are in cache. Returns a sum that depends on all of
+/// them, so that none is optimised away.
+float kv_attend_mix_burst(long iters, int g);
+/// The wrapping sum of n 64-bit words: a pass that reads memory as fast as the CPU can stream it
+/// (the integer adds vectorise and cost next to nothing).
+uint64_t kv_stream_sum(const uint64_t *x, size_t n);
 /// y = x / sqrt(mean(x²) + eps) * w
 void kv_rmsnorm(const float *x, const float *w, float *y, int n, float eps);
 
