@@ -22,13 +22,13 @@ public struct AttentionFloor: Sendable {
         self.threads = threads
     }
 
-    /// Measures both rates on `context`'s threads, each thread working at the same time (about
-    /// 0.1 s of the arithmetic, then a pass over its own 64 MiB, beyond any cache); the best of
-    /// `repeats`.
+    /// Measures both rates on `context`'s threads, each thread working at the same time: about
+    /// 0.1 s of the arithmetic, then a pass over its own 64 MiB (512 MiB shared out on more than 8
+    /// threads: past the caches of most CPUs). The best of `repeats`.
     public static func measure(on context: LlamaContext, repeats: Int = 3) -> AttentionFloor {
         let threads = context.threads, group = Int32(context.config.groupSize)
         let iters = 12_000_000 / max(1, Int(group))   // rounds of 4 slices
-        let words = 8 << 20   // 64 MiB a thread
+        let words = min(8 << 20, (64 << 20) / threads)   // 64-bit words a thread
         let buffer = UnsafeMutablePointer<UInt64>.allocate(capacity: threads * words)
         defer { buffer.deallocate() }
         let sink = UnsafeMutablePointer<UInt64>.allocate(capacity: threads)
