@@ -18,6 +18,8 @@ struct BenchEngine: ParsableCommand {
     @Option(help: "Repetitions per figure (the best is reported).") var repeats: Int = 2
     @Option(help: "llama.cpp's llama-bench, measured in the same run as the reference (default: $KVDUEL_CACHE_DIR/llama.cpp/bin/llama-bench from `make reference`, then PATH; none to skip).")
     var llamaBench: String?
+    @Option(help: "llama.cpp's llama-server, to measure its decode at the --extend context in the same run: the same model and threads, a prompt of C + N token ids, then --decode tokens, the best of --repeats (default: $KVDUEL_CACHE_DIR/llama.cpp/bin/llama-server from `make reference` when it is there; none to skip).")
+    var llamaServer: String?
     @Option(help: "Also measure prefill and decode on these matrix-product paths (comma-separated, or all: every path this CPU supports), one after the other in this run. They give the same bits; only the speed differs.")
     var kernels: String?
     @Flag(help: "Print JSON.") var json = false
@@ -26,6 +28,11 @@ struct BenchEngine: ParsableCommand {
         threads = try checked(Limits.threads(threads))
         let model = try modelOptions.load()
         let reference = try LlamaBench.locate(llamaBench)
+        let server: LlamaServer? = switch llamaServer {
+        case "none": nil
+        case nil: try? LlamaServer.locate("default")
+        default: try LlamaServer.locate(llamaServer)
+        }
         let parts = extend.split(separator: "+", omittingEmptySubsequences: false).map { Int($0.trimmingCharacters(in: .whitespaces)) }
         if !extend.isEmpty {
             guard parts.count == 2, let c = parts[0], let n = parts[1], c > 0, n > 0 else {
@@ -132,6 +139,30 @@ struct BenchEngine: ParsableCommand {
         // as the floor's read measurement holds 64 MiB a thread.
         if extendFigure != nil { floor = AttentionFloor.measure(on: ctx) }
 
+        // llama.cpp's decode at the extended context: its server, the same model and threads, a
+        // prompt of C + N random token ids, then `decode` tokens with EOS ignored. The first request
+        // computes the prompt; the repeats take it from the server's cache (cache_prompt), so
+        // each decodes at the same positions as kvduel's figure above.
+        var serverDecode: Double?
+        var serverError: String?
+        if let server, decode > 0, parts.count == 2, let c = parts[0], let n = parts[1], c > 0, n > 0 {
+            if !json { FileHandle.standardError.write(Data("measuring llama.cpp's decode at \(c + n) tokens (\(server.path))...\n".utf8)) }
+            do {
+                try server.start(model: modelOptions.resolvedPath, threads: threads, context: c + n + decode + 16)
+                defer { server.stop() }
+                var prng = SplitMix64(seed: 7)
+                let span = UInt64(max(1, Int(vocab) - 1000))
+                let prompt = (0..<(c + n)).map { _ in Int32(truncatingIfNeeded: prng.next() % span) + Int32(min(500, Int(vocab) / 4)) }
+                var best = 0.0
+                for _ in 0..<repeats + 1 {   // the first computes the prompt, the rest decode from its cache
+                    let r = try server.complete(prompt: prompt, maxTokens: decode, cachePrompt: true, ignoreEOS: true)
+                    guard r.predictedN > 0, r.predictedMs > 0 else { throw CLIError("llama-server reported no decode timings") }
+                    best = max(best, Double(r.predictedN) / (r.predictedMs / 1000))
+                }
+                serverDecode = best
+            } catch { serverError = "\(error)" }
+        }
+
         // The reference, right after kvduel, on the same file, threads and lengths.
         var llama: LlamaBench.Result?
         var llamaError: String?
@@ -171,6 +202,8 @@ struct BenchEngine: ParsableCommand {
                         "decode_bound_tok_s": f.decodeBound(config: model.config, keys: keys, shortRate: bestDecode, shortKeys: shortKeys),
                     ]
                 }
+                if let d = serverDecode { row["llama_cpp_decode_tok_s"] = d; row["decode_ratio"] = e.decode / d }
+                if let serverError { row["llama_cpp_error"] = serverError }
                 obj["extend"] = row
             }
             if let llama {
@@ -207,8 +240,15 @@ struct BenchEngine: ParsableCommand {
         if let d = llama?.decode { decodeLine += String(format: "   llama.cpp %.1f tok/s   %.2fx", d, bestDecode / d) }
         print(decodeLine)
         if let e = extendFigure {
-            print(String(format: "extend %d + %d tokens: %.1f ms, then decode %.1f tok/s at that context",
-                         e.context, e.new, e.ms, e.decode))
+            var line = String(format: "extend %d + %d tokens: %.1f ms, then decode %.1f tok/s at that context", e.context, e.new, e.ms, e.decode)
+            if let d = serverDecode { line += String(format: "   llama.cpp %.1f tok/s   %.2fx", d, e.decode / d) }
+            print(line)
+            if let d = serverDecode, let server {
+                print(String(format: "  llama.cpp's decode there: %@, same model and threads, %d prompt token ids then %d tokens (EOS ignored), best of %d, %.1f tok/s",
+                             server.path, e.context + e.new, decode, repeats, d))
+            } else if let serverError {
+                print("  llama.cpp's decode there: not measured: \(serverError)")
+            }
             if let f = floor {
                 let keys = decodeKeys(e)
                 let bound = f.decodeBound(config: model.config, keys: keys, shortRate: bestDecode, shortKeys: shortKeys)

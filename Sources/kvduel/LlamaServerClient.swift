@@ -125,9 +125,9 @@ public final class LlamaServer {
 
     /// One completion of the prompt's token ids, streamed. `ttft` is the wall time from sending the
     /// request (the JSON of the ids included) to the first streamed token.
-    func complete(prompt: [Int32], maxTokens: Int, cachePrompt: Bool) throws -> LlamaCompletion {
+    func complete(prompt: [Int32], maxTokens: Int, cachePrompt: Bool, ignoreEOS: Bool = false) throws -> LlamaCompletion {
         guard port > 0 else { throw CLIError("llama-server is not running") }
-        let body = LlamaCompletion.requestBody(prompt: prompt, maxTokens: maxTokens, cachePrompt: cachePrompt)
+        let body = LlamaCompletion.requestBody(prompt: prompt, maxTokens: maxTokens, cachePrompt: cachePrompt, ignoreEOS: ignoreEOS)
         let r = try HTTPClient.request(port: port, method: "POST", path: "/completion", body: body, timeout: 600)
         guard r.status == 200 else {
             throw CLIError("llama-server /completion answered HTTP \(r.status): \(String(decoding: r.body.prefix(300), as: UTF8.self))")
@@ -162,9 +162,11 @@ public struct LlamaCompletion: Equatable {
     /// Prompt tokens the server took from its cache.
     public var reused: Int { max(0, tokensEvaluated - promptN) }
 
-    public static func requestBody(prompt: [Int32], maxTokens: Int, cachePrompt: Bool) -> Data {
-        let obj: [String: Any] = ["prompt": prompt.map { Int($0) }, "n_predict": maxTokens, "temperature": 0,
+    /// `ignoreEOS`: decode all `maxTokens` tokens (a speed measurement), as `bench engine` does.
+    public static func requestBody(prompt: [Int32], maxTokens: Int, cachePrompt: Bool, ignoreEOS: Bool = false) -> Data {
+        var obj: [String: Any] = ["prompt": prompt.map { Int($0) }, "n_predict": maxTokens, "temperature": 0,
                                   "cache_prompt": cachePrompt, "stream": true]
+        if ignoreEOS { obj["ignore_eos"] = true }
         return (try? JSONSerialization.data(withJSONObject: obj, options: [.sortedKeys])) ?? Data()
     }
 

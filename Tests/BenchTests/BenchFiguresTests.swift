@@ -53,6 +53,11 @@ final class BenchFiguresTests: XCTestCase {
         XCTAssertEqual(o["temperature"] as? Int, 0)
         XCTAssertEqual(o["cache_prompt"] as? Bool, true)
         XCTAssertEqual(o["stream"] as? Bool, true)
+        XCTAssertNil(o["ignore_eos"], "a chat turn stops where the model stops")
+        let speed = LlamaCompletion.requestBody(prompt: [1], maxTokens: 128, cachePrompt: true, ignoreEOS: true)
+        let s = try XCTUnwrap(JSONSerialization.jsonObject(with: speed) as? [String: Any])
+        XCTAssertEqual(s["ignore_eos"] as? Bool, true)
+        XCTAssertEqual(s["n_predict"] as? Int, 128)
     }
 
     /// A streamed answer as llama-server (commit 7841fc7) sends it, chunked.
