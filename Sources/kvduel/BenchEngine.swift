@@ -151,8 +151,7 @@ struct BenchEngine: ParsableCommand {
                 try server.start(model: modelOptions.resolvedPath, threads: threads, context: c + n + decode + 16)
                 defer { server.stop() }
                 var prng = SplitMix64(seed: 7)
-                let span = UInt64(max(1, Int(vocab) - 1000))
-                let prompt = (0..<(c + n)).map { _ in Int32(truncatingIfNeeded: prng.next() % span) + Int32(min(500, Int(vocab) / 4)) }
+                let prompt = ExtendProbe.randomTokens(c + n, vocab: vocab, rng: &prng)
                 var best = 0.0
                 for _ in 0..<repeats + 1 {   // the first computes the prompt, the rest decode from its cache
                     let r = try server.complete(prompt: prompt, maxTokens: decode, cachePrompt: true, ignoreEOS: true)

@@ -52,7 +52,9 @@ final class ExtendProbe {
     }
 
     /// Random token ids away from the special tokens at both ends of the vocabulary.
-    func randomTokens(_ n: Int) -> [Int32] {
+    func randomTokens(_ n: Int) -> [Int32] { Self.randomTokens(n, vocab: vocab, rng: &rng) }
+
+    static func randomTokens(_ n: Int, vocab: Int32, rng: inout SplitMix64) -> [Int32] {
         let span = UInt64(max(1, Int(vocab) - 1000))
         return (0..<n).map { _ in Int32(truncatingIfNeeded: rng.next() % span) + Int32(min(500, Int(vocab) / 4)) }
     }
