@@ -193,7 +193,7 @@ fi
 R="${KVDUEL_TEST_REDIS%/}/7"   # a database of its own
 redis-cli -u "$R" flushdb >/dev/null 2>&1
 Q="Which tunnel do Kestrel Freight trains use between Lyon and Turin?"
-tmux send-keys -t "$S" "clear; LANG=C.UTF-8 $BIN chat --remote $R --max-tokens 4 --no-disk; echo EXIT=\$? > $OUT/exitA" Enter
+tmux send-keys -t "$S" "clear; LANG=C.UTF-8 $BIN chat --remote $R --kv-encoding f16 --max-tokens 4 --no-disk; echo EXIT=\$? > $OUT/exitA" Enter
 wait_for "type a question and press Enter" 1 60
 tmux send-keys -t "$S" -l "$Q"
 tmux send-keys -t "$S" Enter
@@ -203,7 +203,7 @@ tmux send-keys -t "$S" C-c
 sleep 1
 keys=$(redis-cli -u "$R" dbsize 2>/dev/null)
 if [ -n "$keys" ] && [ "$keys" -gt 0 ]; then ok "instance A left its KV in Redis ($keys keys)"; else bad "KV in Redis" "dbsize: $keys"; fi
-tmux send-keys -t "$S" "clear; LANG=C.UTF-8 $BIN chat --remote $R --remote-bandwidth 3 --load-strategy cake --max-tokens 4 --no-disk; echo EXIT=\$? > $OUT/exitB" Enter
+tmux send-keys -t "$S" "clear; LANG=C.UTF-8 $BIN chat --remote $R --kv-encoding f16 --remote-bandwidth 3 --load-strategy cake --max-tokens 4 --no-disk; echo EXIT=\$? > $OUT/exitB" Enter
 wait_for "type a question and press Enter" 1 60
 if screen | grep -qE "link remote 3(\.0)? MB/s" && screen | grep -q "prefix: cake"; then ok "instance B names its link and strategy in the top bar"
 else bad "link and strategy in the top bar" "$(screen | head -3)"; fi
